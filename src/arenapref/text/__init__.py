@@ -1,0 +1,1 @@
+"""Pure text functions: rendering turns and measuring responses. No model code here."""

@@ -293,6 +293,16 @@ def demo(
     run_demo(data, output, model, folds)
 
 
+# --- calibrate and ensemble (issue 5) ---------------------------------------------------------------
+# (commands for calibration and ensembling go here)
+
+# --- rank and report (issue 5) -----------------------------------------------------------------------
+# (commands for ranking and the HTML report go here)
+
+# --- serve (issue 6) ---------------------------------------------------------------------------------
+# (the serve command goes here)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

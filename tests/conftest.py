@@ -28,3 +28,42 @@ def shared_data() -> Path:
             "root); tests that read real data are skipped"
         )
     return SHARED_DATA
+
+
+# --- small real subsets and light model settings shared by the model, cv and cli tests -----------------
+
+
+@pytest.fixture(scope="session")
+def pandalm_records(shared_data) -> tuple:
+    """All 999 PandaLM rows (soft labels from three annotators), read once per session; slice, don't mutate."""
+    from arenapref.data.io import read_pairs
+
+    records, _ = read_pairs(shared_data / "pandalm")
+    return tuple(records)
+
+
+@pytest.fixture(scope="session")
+def llmbar_records(shared_data) -> tuple:
+    """All LLMBar rows (hard labels, no ties), read once per session."""
+    from arenapref.data.io import read_pairs
+
+    records, _ = read_pairs(shared_data / "llmbar")
+    return tuple(records)
+
+
+@pytest.fixture(scope="session")
+def quirks_csv(shared_data) -> Path:
+    """The hand-written arena-format file with one example of every Kaggle quirk (12 rows)."""
+    return shared_data / "arena-format" / "quirks.csv"
+
+
+@pytest.fixture
+def small_features_config():
+    """A FeaturesConfig small enough for a test on 2 cores: a few hundred rows train in about a second."""
+    from arenapref.config import FeaturesConfig
+
+    def make(**overrides):
+        settings = dict(n_estimators=30, tfidf_max_features=2000, svd_components=8, n_jobs=1) | overrides
+        return FeaturesConfig(**settings)
+
+    return make

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from arenapref.config import RunConfig, load_run_config, save_config
@@ -40,7 +41,9 @@ MODEL_OPT = typer.Option(None, "--model", "-m", help="Model family: prior, featu
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # escaped: messages quote user data (ids, cell values, pydantic's "[type=...]"), which rich would otherwise
+    # swallow as markup or crash on ("[/b]" closes no tag -> MarkupError and a traceback)
+    err.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -61,7 +64,7 @@ def read(inputs: List[Path], fmt: str = "auto", mapping: Optional[List[str]] = N
         fail(str(e))
     for p in report.problems:
         if not p.fatal and strict:
-            err.print(f"[yellow]{p}[/]", highlight=False)
+            err.print(f"[yellow]{escape(str(p))}[/]", highlight=False)
     repaired = report.counts.get("repaired_surrogates", 0)
     if repaired and strict:
         err.print(f"[yellow]repaired {repaired} unpaired surrogate escape(s) in {report.counts['rows_with_repaired_surrogates']} row(s)[/]")

@@ -63,18 +63,17 @@ def cross_validate(records: Sequence[PairRecord], config: RunConfig, show_progre
     family = config.model.family
     oof = {name: np.zeros((len(records), 3)) for name in ("uniform", "prior", family)}
     oof["uniform"][:] = uniform(len(records))
+    prior_config = config.model if family == "prior" else PriorConfig()
     with progress_bar(show_progress) as bar:
         task = bar.add_task(f"cv {family}, {folds.n_splits} folds", total=folds.n_splits)
         for train_idx, test_idx in folds.split(records):
             train = [records[i] for i in train_idx]
             test = [records[i] for i in test_idx]
-            oof["prior"][test_idx] = build_model(PriorConfig()).fit(train).predict_proba(test)
+            oof["prior"][test_idx] = build_model(prior_config).fit(train).predict_proba(test)
             if family != "prior":
                 oof[family][test_idx] = build_model(config.model).fit(train).predict_proba(test)
             bar.advance(task)
-    if family == "prior":
-        oof.pop("prior")
-        oof = {"uniform": oof["uniform"], "prior": oof[family]}
+    # family "prior": the model is the prior baseline itself, already in oof["prior"] (the dict has two entries)
     result = CVResult(family, fold_ids, oof, records)
     result.table = score_table(records, fold_ids, oof)
     return result

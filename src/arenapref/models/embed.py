@@ -55,6 +55,10 @@ class EmbeddingCache:
     def add(self, keys: list[str], vectors: np.ndarray) -> None:
         if not keys:
             return
+        # Keep in memory exactly what the shard stores (float16), so a vector is the same whether it was just
+        # computed or read back from disk: otherwise a model trained in one process predicts differently after
+        # save/load or in the next process.
+        vectors = np.asarray(vectors).astype(np.float16)
         self.vectors.update(zip(keys, vectors))
         self.directory.mkdir(parents=True, exist_ok=True)
         n = len(list(self.directory.glob("shard-*.npz")))

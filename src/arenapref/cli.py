@@ -43,7 +43,7 @@ MODEL_OPT = typer.Option(None, "--model", "-m", help="Model family: prior, featu
 def fail(message: str, code: int = 2) -> None:
     # escaped: messages quote user data (ids, cell values, pydantic's "[type=...]"), which rich would otherwise
     # swallow as markup or crash on ("[/b]" closes no tag -> MarkupError and a traceback)
-    err.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -297,7 +297,125 @@ def demo(
 
 
 # --- calibrate and ensemble (issue 5) ---------------------------------------------------------------
-# (commands for calibration and ensembling go here)
+@app.command("calibrate")
+def calibrate_cmd(
+    model_dir: Path = typer.Argument(..., help="Model directory written by `arenapref train`; calibration.json is stored there."),
+    oof_csv: Optional[Path] = typer.Argument(None, help="oof.csv from `arenapref cv` run with the model's settings (labels and folds)."),
+    target: Optional[List[Path]] = typer.Option(
+        None, "--target", "-t", help="Labelled rows of the target distribution (e.g. a labelled sample of the test "
+        "set): fit on the model's predictions for them instead of the OOF file. Repeatable."),
+    asymmetric: bool = typer.Option(False, "--asymmetric", help="Also fit an A-vs-B bias (breaks A/B swap symmetry)."),
+    folds: int = typer.Option(5, "--folds", "-k", help="Folds for the held-out report on --target rows."),
+    fmt: str = FORMAT_OPT,
+):
+    """Fit temperature and tie bias on held-out predictions, store them in the model directory (applied by every
+    later prediction), and print log loss before and after, each fold scored by a calibrator fitted on the others."""
+    from arenapref.calibrate import Calibrator, calibration_table, cross_fit, save_calibration
+    from arenapref.cv import score_targets
+    from arenapref.data.folds import GroupedFolds
+    from arenapref.data.record import LABELS, is_labelled
+    from arenapref.ensemble import PredictionFileError, default_folds, read_prediction_file
+    from arenapref.models import load_model
+
+    if oof_csv is None and not target:
+        fail("give an OOF file (oof.csv from `arenapref cv`) or --target data to fit the calibration on")
+    try:
+        model = load_model(model_dir)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        fail(str(e))
+    symmetric = not asymmetric
+    oof = None
+    if oof_csv is not None:
+        try:
+            df = read_prediction_file(oof_csv, need_labels=True)
+        except PredictionFileError as e:
+            fail(str(e))
+        _warn_if_other_model(oof_csv, model)
+        oof = {"probs": df[list(LABELS)].to_numpy(), "targets": np.eye(3)[[LABELS.index(v) for v in df["label"]]],
+               "folds": df["fold"].to_numpy(int) if "fold" in df.columns else default_folds(len(df)),
+               "sources": df["source"].to_numpy() if "source" in df.columns else None}
+    if target:
+        records, _ = read(target, fmt)
+        if not is_labelled(records):
+            fail("--target rows need labels: calibration is fitted against them")
+        try:
+            fold_ids = GroupedFolds(folds).fold_ids(records)
+        except ValueError as e:
+            fail(str(e))
+        model.calibration = None  # fit on what the model itself predicts, not on a previous calibration
+        fit = {"probs": model.predict_proba(records), "targets": score_targets(records), "folds": fold_ids,
+               "sources": np.array([r.source for r in records])}
+        fitted_on = "target: " + ", ".join(str(p) for p in target)
+    else:
+        fit, fitted_on = oof, f"oof: {oof_csv}"
+    try:
+        after = cross_fit(fit["probs"], fit["targets"], fit["folds"], symmetric)
+    except ValueError as e:
+        fail(str(e))
+    table = calibration_table(fit["targets"], fit["probs"], after, fit["folds"], fit["sources"])
+    show_table(table, f"calibration on {fitted_on} ({len(after)} rows): each fold scored by a calibrator fitted on the "
+               "other folds; lower log loss is better")
+    calibrator = Calibrator(symmetric).fit(fit["probs"], fit["targets"])
+    pooled = table[table["slice"] == "pooled"].iloc[0]
+    calibrator.info |= {"fitted_on": fitted_on, "heldout_logloss_before": float(pooled["logloss before"]),
+                        "heldout_logloss_after": float(pooled["logloss after"])}
+    if target and oof is not None:
+        moved = calibrator.transform(oof["probs"])
+        show_table(calibration_table(oof["targets"], oof["probs"], moved, oof["folds"], oof["sources"]),
+                   f"the same calibration on the OOF rows of {oof_csv} (not fitted on them)")
+    if pooled["logloss after"] > pooled["logloss before"]:
+        err.print("[yellow]calibration made held-out log loss worse; it is stored anyway (delete "
+                  f"{model_dir / 'calibration.json'} to drop it)[/]")
+    save_calibration(model_dir, calibrator)
+    out.print(f"temperature {calibrator.temperature:.4f}, bias (A, B, tie) "
+              f"{', '.join(f'{b:+.4f}' for b in calibrator.bias)} -> {model_dir / 'calibration.json'}")
+
+
+
+def _warn_if_other_model(oof_csv: Path, model) -> None:
+    """`arenapref cv` writes config.yaml beside oof.csv: say so when it describes a different model."""
+    import yaml
+
+    config_path = oof_csv.parent / "config.yaml"
+    if not config_path.exists():
+        return
+    try:
+        oof_model = (yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}).get("model")
+    except (OSError, yaml.YAMLError):
+        return
+    if isinstance(oof_model, dict) and oof_model != json.loads(model.config.model_dump_json()):
+        err.print(f"[yellow]{config_path} describes a different model than {type(model).__name__} in the model "
+                  "directory; calibration fitted on another model's predictions may not fit this one[/]")
+
+
+@app.command("ensemble")
+def ensemble_cmd(
+    oof: List[Path] = typer.Argument(..., help="Out-of-fold prediction files (oof.csv from `arenapref cv`), one per model."),
+    test: Optional[List[Path]] = typer.Option(
+        None, "--test", help="Each model's test predictions (submission CSV), in the same order as the OOF files; "
+        "repeat the option once per file."),
+    output: Path = typer.Option(Path("blended.csv"), "--output", "-o", help="Blended submission to write; weights go "
+                                "beside it as <name>.weights.json."),
+    stack: bool = typer.Option(False, "--stack", help="Blend with a logistic model on the log-probabilities instead of weights."),
+):
+    """Choose blend weights (non-negative, summing to 1) by out-of-fold log loss, report each input and the blend
+    cross-fitted by fold, and blend the test predictions into one submission."""
+    from arenapref.ensemble import PredictionFileError, ensemble, write_weights
+    from arenapref.submission import write_submission
+
+    try:
+        result = ensemble(oof, test, stack=stack)
+    except (PredictionFileError, ValueError) as e:
+        fail(str(e))
+    show_table(result.table, f"ensemble of {len(oof)} model(s): out-of-fold log loss; the blend's weights are fitted "
+               "on the other folds of each fold")
+    weights_path = write_weights(result, output.with_name(output.stem + ".weights.json"))
+    used = "the stack is used; simplex weights for comparison" if stack else "used"
+    out.print(f"weights ({used}): " + ", ".join(f"{n} {w:.4f}" for n, w in zip(result.names, result.weights))
+              + f" -> {weights_path}")
+    if result.test_probs is not None:
+        write_submission(result.test_ids, result.test_probs, output)
+        out.print(f"wrote {len(result.test_ids)} blended predictions to {output}")
 
 # --- rank and report (issue 5) -----------------------------------------------------------------------
 # (commands for ranking and the HTML report go here)

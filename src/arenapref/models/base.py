@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, TypeAdapter
 
 from arenapref import __version__
+from arenapref.calibrate import Calibrator, load_calibration, save_calibration
 from arenapref.data.record import LABELS, PairRecord, swap_labels, targets
 from arenapref.metrics import check_probabilities
 
@@ -53,6 +54,7 @@ class PairModel(ABC):
 
     family: ClassVar[str]
     classes_: tuple[str, ...] = LABELS
+    calibration: Calibrator | None = None  # applied last in predict_proba; set by load_model or `arenapref calibrate`
 
     def __init__(self, config: BaseModel):
         self.config = config
@@ -95,6 +97,8 @@ class PairModel(ABC):
         probs = self._predict(enc.design())
         if tta:
             probs = (probs + swap_labels(self._predict(enc.swapped().design()))) / 2
+        if self.calibration is not None:
+            probs = self.calibration.transform(probs)
         return check_probabilities(probs, len(records), f"{self.family} model")
 
     def save(self, directory: str | Path) -> Path:
@@ -110,6 +114,7 @@ class PairModel(ABC):
             "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "python": platform.python_version(),
         }
         (directory / MODEL_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        save_calibration(directory, self.calibration)
         return directory
 
 
@@ -138,4 +143,5 @@ def load_model(directory: str | Path) -> PairModel:
     model = build_model(config)
     model._load_state(directory)
     model.n_train_ = meta.get("n_train")
+    model.calibration = load_calibration(directory)
     return model

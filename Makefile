@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first (CPU build), then everything else constrained to it: see constraints.txt
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[embed,dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[embed,transformer,dev,serve]"
 	touch $(STAMP)
 
 .PHONY: setup demo test bench

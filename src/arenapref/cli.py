@@ -418,7 +418,90 @@ def ensemble_cmd(
         out.print(f"wrote {len(result.test_ids)} blended predictions to {output}")
 
 # --- rank and report (issue 5) -----------------------------------------------------------------------
-# (commands for ranking and the HTML report go here)
+@app.command()
+def rank(
+    inputs: List[Path] = typer.Argument(..., help="Battles: any input with model names (Kaggle arena CSV, LMArena dumps, PandaLM)."),
+    bootstrap: int = typer.Option(200, "--bootstrap", "-b", min=0, help="Bootstrap resamples for the intervals (0: none)."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    style_control: bool = typer.Option(False, "--style-control", help="Add log(len A / len B) as a covariate: ratings at equal answer length."),
+    ci: float = typer.Option(0.95, "--ci", min=0.5, max=0.999, help="Interval coverage."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Ratings CSV to write (rank, model, rating, ci_low, ci_high, battles, ...)."),
+    winrate_output: Optional[Path] = typer.Option(None, "--winrate-output", help="Win-rate matrix CSV (default: beside --output, *-winrate.csv)."),
+    fmt: str = FORMAT_OPT,
+):
+    """Bradley-Terry ratings (Elo-like scale: mean 1000, 400 points = 10x odds; ties count half a win each way),
+    with bootstrap intervals and the predicted win-rate matrix."""
+    from arenapref.rank import rank as fit_ranking
+
+    records, _ = read(inputs, fmt)
+    start = time.perf_counter()
+    try:
+        result = fit_ranking(records, n_bootstrap=bootstrap, seed=seed, style_control=style_control, ci=ci)
+    except ValueError as e:
+        fail(str(e))
+    table = result.table()
+    shown = table[["rank", "model", "rating", "ci_low", "ci_high", "battles"]].rename(
+        columns={"ci_low": f"CI {ci:.0%} low", "ci_high": f"CI {ci:.0%} high"})
+    for col in shown.columns[2:5]:
+        shown[col] = shown[col].map(lambda v: "" if np.isnan(v) else f"{v:.1f}")
+    show_table(shown,
+               f"Bradley-Terry ratings{' (style-controlled)' if style_control else ''}: {result.n_battles} battles, "
+               f"{len(result.models)} models, {bootstrap} bootstrap resamples ({time.perf_counter() - start:.0f} s)")
+    if result.skipped:
+        err.print(f"[yellow]{result.skipped} row(s) without two different model names or a label were left out[/]")
+    if result.groups > 1:
+        err.print(f"[yellow]the models fall into {result.groups} groups that never met, directly or through others: "
+                  "ratings are comparable only within a group[/]")
+    if style_control:
+        interval = f" ({ci:.0%} CI {result.style_ci[0]:.3f} to {result.style_ci[1]:.3f})" if result.style_ci else ""
+        out.print(f"length coefficient: {result.style_coef:.3f} log-odds per unit of log(len A / len B){interval}; "
+                  f"answering twice as long is worth {result.style_points_per_doubling:+.0f} rating points")
+    matrix = result.win_rate_matrix()
+    if len(matrix) <= 12:
+        shown_matrix = matrix.reset_index().rename(columns={"model": "P(row beats column)"})
+        show_table(shown_matrix.map(lambda v: ("" if np.isnan(v) else f"{v:.3f}") if isinstance(v, float) else v),
+                   "predicted win rates (a tie counts half)")
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(output, index=False)
+        winrate_output = winrate_output or output.with_name(f"{output.stem}-winrate.csv")
+        out.print(f"ratings: {output}")
+    if winrate_output is not None:
+        winrate_output.parent.mkdir(parents=True, exist_ok=True)
+        matrix.to_csv(winrate_output)
+        out.print(f"win-rate matrix: {winrate_output}")
+    return result
+
+
+@app.command()
+def report(
+    inputs: List[Path] = typer.Argument(..., help="The labelled data the predictions are for. " + INPUTS_HELP),
+    oof: Optional[List[str]] = typer.Option(None, "--oof", help="Out-of-fold predictions (oof.csv from `arenapref cv`), "
+                                            "as PATH or NAME=PATH; repeatable."),
+    output: Path = typer.Option(Path("report.html"), "--output", "-o", help="HTML file to write (self-contained)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory: adds swap consistency and the model's length bias."),
+    bootstrap: int = typer.Option(200, "--bootstrap", "-b", min=0, help="Bootstrap resamples for the ranking intervals."),
+    title: str = typer.Option("arenapref report", help="Page title."),
+    fmt: str = FORMAT_OPT,
+):
+    """One self-contained HTML page: data overview, CV scores beside the baselines, reliability, confusion,
+    log loss by length / source / turns, swap consistency, length bias and the model ranking."""
+    from arenapref.report import build_report, parse_oof_arg
+
+    records, _ = read(inputs, fmt)
+    try:
+        named = [parse_oof_arg(item) for item in oof or []]
+        page = build_report(records, named, model_dir=model, n_bootstrap=bootstrap, title=title,
+                            inputs=[str(p) for p in inputs])
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        fail(str(e))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(page.html, encoding="utf-8")
+    for note in page.notes:
+        err.print(f"[yellow]{note}[/]", highlight=False)
+    out.print(f"wrote {output} ({len(page.html) / 1e6:.1f} MB; sections: {', '.join(page.sections)})")
+    return page
+
 
 # --- serve (issue 6) ---------------------------------------------------------------------------------
 # (the serve command goes here)

@@ -1,0 +1,192 @@
+"""The HTTP API around one loaded model: `create_app(model, settings)`.
+
+Endpoints: POST /v1/judge (arenapref's own shape), POST /classify and /v1/classify (the shape vLLM and
+SGLang use for classification models), GET /v1/models, GET /healthz, the page at / and OpenAPI docs at /docs.
+Probabilities are always in LABELS order: winner_model_a, winner_model_b, winner_tie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPBearer
+from starlette.exceptions import HTTPException
+
+from arenapref import __version__
+from arenapref.data.record import LABELS, PairRecord
+from arenapref.serve.batching import MicroBatcher, QueueFull
+from arenapref.serve.middleware import Gate, InFlight, error_body, log_event
+from arenapref.serve.page import PAGE_CSP, PAGE_HTML
+from arenapref.serve.schemas import (
+    ApiError, ClassifyData, ClassifyRequest, ClassifyResponse, JudgeRequest, JudgeResponse, Judgement, to_records,
+)
+from arenapref.serve.settings import ServeSettings
+
+ERRORS = {code: {"description": text, "content": {"application/json": {"example": {
+    "error": {"message": "...", "type": "...", "code": code}, "request_id": "3f2c..."}}}}
+    for code, text in [(401, "missing or wrong bearer token"), (413, "body or pair count over a limit (named in the message)"),
+                       (422, "malformed pair, or turns/characters over a limit (named in the message)"),
+                       (503, "too many pairs queued"), (504, "not scored within request_timeout_s")]}
+
+
+def model_info(model, settings: ServeSettings) -> dict:
+    """What /v1/models reports: id, family, labels, versions, training size, and calibration.json if present."""
+    meta, calibration, created = {}, None, int(time.time())
+    directory = settings.model_dir
+    if directory is not None:
+        meta_path = Path(directory) / "arenapref.json"
+        if meta_path.exists():
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            created = int(meta_path.stat().st_mtime)
+            if meta.get("saved_at"):
+                created = int(datetime.fromisoformat(meta["saved_at"]).timestamp())
+        calibration_path = Path(directory) / "calibration.json"
+        if calibration_path.exists():
+            try:
+                calibration = json.loads(calibration_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                calibration = {"error": f"calibration.json is unreadable: {e}"}
+    return {
+        "id": settings.model_id, "object": "model", "created": created, "owned_by": "arenapref",
+        "family": getattr(model, "family", meta.get("family")), "labels": list(LABELS),
+        "swap_tta": bool(getattr(getattr(model, "config", None), "swap_tta", False)),
+        "n_train": meta.get("n_train", getattr(model, "n_train_", None)),
+        "model_arenapref_version": meta.get("arenapref_version"), "saved_at": meta.get("saved_at"),
+        # load_model applies calibration.json inside predict_proba, so what is served is calibrated when present.
+        "calibration": calibration, "calibrated": getattr(model, "calibration", None) is not None,
+        "version": __version__,
+    }
+
+
+def create_app(model, settings: ServeSettings | None = None) -> FastAPI:
+    """An ASGI app serving `model` (anything with predict_proba(records, swap_tta=...) -> (n, 3))."""
+    settings = settings or ServeSettings()
+    default_swap = bool(getattr(getattr(model, "config", None), "swap_tta", False))
+    info = model_info(model, settings)
+
+    def score(items: Sequence[tuple[PairRecord, bool]]) -> np.ndarray:
+        # Runs in the batcher's thread. Pairs that asked for the A/B swap go through the model's own swap-TTA,
+        # so a served probability equals `arenapref predict`'s for the same pair and setting.
+        out = np.empty((len(items), 3))
+        for swap in (False, True):
+            idx = [i for i, (_, s) in enumerate(items) if s is swap]
+            if idx:
+                out[idx] = model.predict_proba([items[i][0] for i in idx], swap_tta=swap)
+        return out
+
+    in_flight = InFlight()
+    batcher = MicroBatcher(score, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
+                           enabled=settings.batching, max_queue=settings.max_queue_pairs, in_flight=in_flight)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        log_event(logging.INFO, "startup", model=settings.model_id, family=info["family"], batching=settings.batching,
+                  max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, auth=settings.token is not None)
+        yield
+        await batcher.stop()  # uvicorn has already let the in-flight requests finish
+        log_event(logging.INFO, "shutdown", **batcher.stats.as_dict())
+
+    app = FastAPI(
+        title="arenapref", version=__version__, lifespan=lifespan, redoc_url=None,
+        description="Predict which of two chatbot answers people prefer: P(A wins), P(B wins), P(tie), "
+                    "in the order winner_model_a, winner_model_b, winner_tie. With a token configured, send "
+                    "`Authorization: Bearer <token>` to every /v1 and /classify endpoint.",
+    )
+    app.state.settings = settings
+    app.state.batcher = batcher
+    app.add_middleware(Gate, settings=settings, in_flight=in_flight)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError):
+        return _error(request, exc.status, exc.message, exc.type, exc.limit)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):  # 404, 405 from routing
+        return _error(request, exc.status_code, str(exc.detail), "not_found_error" if exc.status_code == 404 else
+                      "invalid_request_error")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        # Name each bad field; never echo the input back (it can be megabytes of someone's conversation).
+        problems = [f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()[:5]]
+        more = f" (and {len(exc.errors()) - 5} more)" if len(exc.errors()) > 5 else ""
+        return _error(request, 422, "invalid request: " + "; ".join(problems) + more, "invalid_request_error")
+
+    # The Gate middleware checks the token; this only puts the "Authorize" button and the lock icons in /docs.
+    guarded = [Depends(HTTPBearer(auto_error=False))] if settings.token else []
+
+    async def judge_records(request: Request, records: list[PairRecord], swap: bool) -> np.ndarray:
+        request.state.pairs = len(records)
+        if not records:
+            return np.zeros((0, 3))
+        try:
+            return await asyncio.wait_for(batcher.submit([(r, swap) for r in records]), settings.request_timeout_s)
+        except QueueFull as e:
+            raise ApiError(503, str(e), "overloaded", "max_queue_pairs") from None
+        except TimeoutError:
+            raise ApiError(504, f"not scored within {settings.request_timeout_s:g} s (request_timeout_s)", "timeout",
+                           "request_timeout_s") from None
+
+    @app.post("/v1/judge", response_model=JudgeResponse, responses=ERRORS, tags=["judge"], dependencies=guarded)
+    async def judge(body: JudgeRequest, request: Request) -> JudgeResponse:
+        """Score one pair, or a list `pairs`, in order. `swap` averages both A/B orders."""
+        pairs = body.pair_list()
+        swap = default_swap if body.swap is None else body.swap
+        probs = await judge_records(request, to_records(pairs, settings), swap)
+        results = [Judgement(index=i, id=pair.id, label=LABELS[int(np.argmax(p))],
+                             **{label: float(p[k]) for k, label in enumerate(LABELS)})
+                   for i, (pair, p) in enumerate(zip(pairs, probs))]
+        return JudgeResponse(model=settings.model_id, swap=swap, results=results)
+
+    @app.post("/classify", response_model=ClassifyResponse, responses={**ERRORS, 404: {"description": "unknown model"}},
+              tags=["vLLM / SGLang compatible"], dependencies=guarded)
+    @app.post("/v1/classify", response_model=ClassifyResponse, include_in_schema=False, dependencies=guarded)
+    async def classify(body: ClassifyRequest, request: Request) -> ClassifyResponse:
+        """vLLM/SGLang classification shape: `input` is one pair or a list; `probs` are in LABELS order."""
+        if body.model is not None and body.model != settings.model_id:
+            raise ApiError(404, f"the model `{body.model}` does not exist; this server serves `{settings.model_id}`",
+                           "not_found_error")
+        swap = default_swap if body.swap is None else body.swap
+        probs = await judge_records(request, to_records(body.pair_list(), settings, "input"), swap)
+        data = [ClassifyData(index=i, label=LABELS[int(np.argmax(p))], probs=[float(x) for x in p])
+                for i, p in enumerate(probs)]
+        return ClassifyResponse(id=f"classify-{uuid.uuid4().hex}", created=int(time.time()), model=settings.model_id,
+                                data=data)
+
+    @app.get("/v1/models", tags=["info"], dependencies=guarded)
+    async def models() -> dict:
+        """The served model: id, family, labels, versions, calibration (when the model dir has calibration.json)."""
+        return {"object": "list", "data": [info]}
+
+    @app.get("/healthz", tags=["info"])
+    async def healthz() -> JSONResponse:
+        """200 while the scoring worker runs (503 otherwise), with batching counters."""
+        ok = batcher.running
+        return JSONResponse(status_code=200 if ok else 503, content={
+            "status": "ok" if ok else "unavailable", "model": settings.model_id, "version": __version__,
+            "batching": {"enabled": settings.batching, "max_batch": settings.max_batch,
+                         "max_wait_ms": settings.max_wait_ms, **batcher.stats.as_dict()}})
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(PAGE_HTML, headers={"content-security-policy": PAGE_CSP, "cache-control": "no-store"})
+
+    return app
+
+
+def _error(request: Request, status: int, message: str, type: str, limit: str | None = None) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", "")
+    return JSONResponse(status_code=status, content=json.loads(error_body(status, message, type, request_id, limit)))

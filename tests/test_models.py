@@ -359,3 +359,25 @@ def test_embedding_cache_adds_only_new_texts(embed_setup, monkeypatch):
     assert len(shards(cache)) == n_before + 1
     model.embed(new, progress=False)
     assert len(calls) == 1
+
+
+def test_embedding_cache_merges_shards_past_the_limit(tmp_path, monkeypatch):
+    """A server adds a shard per request; the folder must not grow without bound, and nothing is lost."""
+    import numpy as np
+
+    from arenapref.models.embed import EmbeddingCache
+
+    monkeypatch.setattr(EmbeddingCache, "MAX_SHARDS", 4)
+    cache = EmbeddingCache(tmp_path)
+    rng = np.random.default_rng(0)
+    added = {}
+    for i in range(11):
+        vec = rng.normal(size=(1, 8)).astype(np.float16)
+        cache.add([f"k{i}"], vec)
+        added[f"k{i}"] = vec[0]
+    shards = list(tmp_path.glob("shard-*.npz"))
+    assert 1 <= len(shards) <= 5
+    reread = EmbeddingCache(tmp_path)
+    assert set(reread.vectors) == set(added)
+    for key, vec in added.items():
+        np.testing.assert_array_equal(reread.vectors[key], vec)

@@ -8,6 +8,7 @@ and repeated predictions embed each distinct text once.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -41,14 +42,19 @@ class EmbeddingCache:
     dependency; a crash loses at most the shard being written.
     """
 
+    # A long-running process (a server) adds a shard per call; past this many, they are merged into one.
+    MAX_SHARDS = 64
+
     def __init__(self, directory: Path):
         self.directory = directory
         self.vectors: dict[str, np.ndarray] = {}
+        self.shards: list[Path] = []  # the shards whose vectors are in memory: only these may be merged away
         if directory.exists():
             for shard in sorted(directory.glob("shard-*.npz")):
                 try:
                     with np.load(shard) as z:
                         self.vectors.update(zip(z["keys"].tolist(), z["vectors"]))
+                    self.shards.append(shard)
                 except (OSError, ValueError, KeyError):
                     continue  # a shard cut short by a crash: its texts are simply embedded again
 
@@ -60,11 +66,21 @@ class EmbeddingCache:
         # save/load or in the next process.
         vectors = np.asarray(vectors).astype(np.float16)
         self.vectors.update(zip(keys, vectors))
+        self.shards.append(self._write(keys, vectors))
+        if len(self.shards) > self.MAX_SHARDS:
+            merged = self._write(list(self.vectors), np.stack(list(self.vectors.values())))
+            for shard in self.shards:
+                shard.unlink(missing_ok=True)
+            self.shards = [merged]
+
+    def _write(self, keys: list[str], vectors: np.ndarray) -> Path:
+        """Write-then-rename, under a name no other writer (process or call) uses."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        n = len(list(self.directory.glob("shard-*.npz")))
-        tmp = self.directory / f".tmp-{os.getpid()}.npz"
-        np.savez(tmp, keys=np.array(keys), vectors=vectors.astype(np.float16))
-        tmp.replace(self.directory / f"shard-{n:05d}-{os.getpid()}.npz")
+        tmp = self.directory / f".tmp-{os.getpid()}-{time.time_ns()}.npz"
+        np.savez(tmp, keys=np.array(keys), vectors=vectors)
+        final = self.directory / f"shard-{time.time_ns()}-{os.getpid()}.npz"
+        tmp.replace(final)
+        return final
 
 
 class EmbedModel(FeaturesModel):

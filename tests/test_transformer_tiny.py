@@ -120,3 +120,27 @@ def test_every_architecture_loads_as_a_three_way_classifier_with_winner_labels(a
     mask = (ids != tokenizer.pad_token_id).long()
     mask[0] = 1
     assert model(input_ids=ids, attention_mask=mask).logits.shape == (2, 3)
+
+
+def test_transformer_predictions_run_through_the_engine_and_resume(tmp_path, shared_data, tiny_checkpoints):
+    """The transformer family predicts through arenapref.infer: results land batch by batch in a work dir, a
+    resumed run reuses them, and a smaller token budget (more, smaller batches) gives the same probabilities."""
+    from arenapref.config import TransformerConfig
+    from arenapref.data.io import read_pairs
+    from arenapref.models import build_model
+
+    records, _ = read_pairs(shared_data / "arena-format" / "quirks.csv")
+    import numpy as np
+
+    model_dir = tiny_checkpoints("llama")
+    model = build_model(TransformerConfig(model_path=str(model_dir), max_length=96, max_prompt_tokens=32, batch_size=4,
+                                          max_steps=1, finetune="full", checkpoint_dir=str(tmp_path / "ck")))
+    model.fit(records)
+    work = tmp_path / "work"
+    first = model.predict_proba(records, options=model.engine_options(work_dir=work, token_budget=512, progress=False))
+    assert (work / "manifest.json").exists()
+    again = model.predict_proba(records, options=model.engine_options(work_dir=work, resume=True, progress=False))
+    np.testing.assert_allclose(again, first, atol=1e-6)
+    small = model.predict_proba(records, options=model.engine_options(token_budget=96, progress=False))
+    np.testing.assert_allclose(small, first, atol=1e-5)
+    assert first.shape == (len(records), 3)

@@ -329,36 +329,42 @@ class TransformerModel(PairModel):
         return self
 
     # --- prediction -----------------------------------------------------------------------------------
-    def _logits_to_probs(self, records: Sequence[PairRecord]) -> np.ndarray:
-        import torch
+    def fingerprint_key(self) -> str:
+        """What, besides the token ids, decides the scores (so --resume never mixes two models' results): the
+        config and the head's weights, which every training run changes."""
+        import hashlib
 
-        from arenapref.train.trainer import PairCollator
+        digest = hashlib.blake2b(digest_size=12)
+        digest.update(json.dumps(self.config.model_dump(mode="json"), sort_keys=True).encode())
+        for name, tensor in sorted(self.model_.state_dict().items()):
+            if any(h in name for h in HEAD_NAMES):
+                digest.update(name.encode())
+                digest.update(tensor.detach().float().cpu().numpy().tobytes())
+        return digest.hexdigest()
 
-        pairs = PairFormatter(self.tokenizer_, input_format(self.config)).format(records)
-        order = np.argsort([-len(p.input_ids) for p in pairs], kind="stable")  # similar lengths share a batch
-        collate = PairCollator(self.tokenizer_.pad_token_id)
-        device = next(self.model_.parameters()).device
-        out = np.zeros((len(records), 3))
-        bs = self.config.predict_batch_size
-        self.model_.eval()
-        with torch.inference_mode():
-            for i in range(0, len(order), bs):
-                idx = order[i:i + bs]
-                batch = collate([{"input_ids": pairs[j].input_ids} for j in idx])
-                logits = self.model_(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
-                out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        return out
+    def engine_options(self, **overrides):
+        """How `predict_proba` runs through the inference engine (arenapref/infer): batches cut by padded tokens,
+        length-sorted, both orders in one pass, OOM halving, optional work dir for --resume."""
+        from arenapref.infer.engine import EngineOptions
 
-    def predict_proba(self, records: Sequence[PairRecord], swap_tta: bool | None = None) -> np.ndarray:
+        return EngineOptions(**({"max_batch_rows": self.config.predict_batch_size, "description": "transformer"} | overrides))
+
+    def predict_proba(self, records: Sequence[PairRecord], swap_tta: bool | None = None, options=None) -> np.ndarray:
         """One row per record, in order: P(A wins), P(B wins), P(tie); with swap TTA the mean of both orders."""
+        from arenapref.infer.engine import engine_predict
+        from arenapref.infer.scorers import sequence_classifier_score
+
         if not records:
             return np.zeros((0, 3))
         if getattr(self, "model_", None) is None:
             raise RuntimeError("this transformer model is not trained or loaded: call fit or load_model first")
         tta = self.config.swap_tta if swap_tta is None else swap_tta
-        probs = self._logits_to_probs(records)
-        if tta:
-            probs = (probs + swap_labels(self._logits_to_probs([r.swapped() for r in records]))) / 2
+        formatter = PairFormatter(self.tokenizer_, input_format(self.config))
+        forward = [p.input_ids for p in formatter.format(records)]
+        swapped = [p.input_ids for p in formatter.format([r.swapped() for r in records])] if tta else None
+        options = options or self.engine_options(progress=False)
+        probs = engine_predict(forward, swapped, sequence_classifier_score(self.model_), self.tokenizer_.pad_token_id,
+                               options, key=self.fingerprint_key())
         if getattr(self, "calibration", None) is not None:
             probs = self.calibration.transform(probs)
         return check_probabilities(probs, len(records), f"{self.family} model")

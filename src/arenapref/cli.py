@@ -247,7 +247,7 @@ def predict(
     swap_tta: bool = typer.Option(True, "--swap-tta/--no-swap-tta", help="Average predictions over both A/B orders."),
     batch_size: int = typer.Option(2048, help="Rows per prediction batch (progress is reported per batch)."),
     fmt: str = FORMAT_OPT,
-    token_budget: Optional[int] = typer.Option(None, help="Engine models (judge): padded tokens per batch (default: the model's)."),
+    token_budget: Optional[int] = typer.Option(None, help="Engine models (judge, transformer): padded tokens per batch (default: the model's)."),
     work_dir: Optional[Path] = typer.Option(None, help="Engine models: store results batch by batch here (default: <output>.parts, removed when done), so --resume can finish a killed run."),
     resume: bool = typer.Option(False, "--resume", help="Engine models: continue the run whose results are in --work-dir."),
     backend: str = typer.Option("transformers", help="Engine models: transformers, ray or vllm (see docs/vllm.md)."),

@@ -33,8 +33,8 @@ from arenapref.data.record import TIE  # noqa: E402
 from arenapref.ensemble import cross_fit as blend_cross_fit, fit_weights  # noqa: E402
 from arenapref.metrics import accuracy, log_loss, prior  # noqa: E402
 from arenapref.models import build_model  # noqa: E402
+from benchblock import replace_block  # scripts/ is on sys.path when a script runs
 
-START, END = "<!-- calibration:start -->", "<!-- calibration:end -->"
 # The 2-core dev machine is shared with other runs: one LightGBM thread keeps this one from starving them.
 CONFIG = FeaturesConfig(n_jobs=1)
 
@@ -173,14 +173,7 @@ def transfer(data: Path) -> list[str]:
 
 
 def write_block(path: Path, body: str) -> None:
-    block = f"{START}\n{body.rstrip()}\n{END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
+    replace_block(path, "calibration", body)
 
 
 def main() -> None:

@@ -26,10 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from benchblock import replace_block  # scripts/ is on sys.path when a script runs
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-START, END = "<!-- engine:start -->", "<!-- engine:end -->"
 
 
 def machine() -> dict:
@@ -178,7 +178,7 @@ def eval_judge(n: int, budget: int, max_length: int) -> dict:
 
 def render(results: dict, command: str) -> str:
     m = results["machine"]
-    lines = [START, "## Inference engine (`arenapref.infer`) and the `judge` family", "",
+    lines = ["## Inference engine (`arenapref.infer`) and the `judge` family", "",
              f"Measured {results['finished']} by `{command}` ({results['seconds']:.0f} s in all).",
              f"Machine: {m['cpu']}, {m['cores']} cores, RAM {m['ram_gib']} GiB, Python {m['python']}, Linux {m['kernel']}, "
              f"torch {m['torch']} ({m['torch_threads']} threads), transformers {m['transformers']}, CPU only. "
@@ -209,17 +209,11 @@ def render(results: dict, command: str) -> str:
                   "| predictions | log loss | accuracy | mean P(tie) |", "|---|---:|---:|---:|"]
         for row in e["table"]:
             lines.append(f"| {row['predictions']} | {row['log_loss']:.4f} | {row['accuracy']:.4f} | {row['mean_p_tie']:.4f} |")
-    lines.append(END)
     return "\n".join(lines)
 
 
 def write_block(path: Path, block: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
+    replace_block(path, "engine", block)
 
 
 def main() -> None:

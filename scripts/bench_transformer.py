@@ -36,8 +36,8 @@ from arenapref.data.folds import GroupedFolds  # noqa: E402
 from arenapref.data.io import read_pairs  # noqa: E402
 from arenapref.metrics import accuracy, log_loss, uniform  # noqa: E402
 from arenapref.models import build_model  # noqa: E402
+from benchblock import replace_block  # scripts/ is on sys.path when a script runs
 
-START, END = "<!-- transformer:start -->", "<!-- transformer:end -->"
 
 
 def machine() -> str:
@@ -74,14 +74,7 @@ class StepTimer(TrainerCallback):
 
 
 def write_block(path: Path, body: str) -> None:
-    block = f"{START}\n{body.rstrip()}\n{END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
+    replace_block(path, "transformer", body)
 
 
 def main() -> None:

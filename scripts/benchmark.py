@@ -36,6 +36,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
+from benchblock import has_block, replace_block  # scripts/ is on sys.path when a script runs
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- cpu-models:start -->", "<!-- cpu-models:end -->"
@@ -489,6 +490,9 @@ def _jsonable(x):
 
 
 def write_block(path: Path, block: str) -> None:
+    if has_block(path, "cpu-models"):
+        replace_block(path, "cpu-models", block)
+        return
     block = f"{START}\n{block.rstrip()}\n{END}"
     if path.exists():
         text = path.read_text(encoding="utf-8")

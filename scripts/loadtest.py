@@ -33,11 +33,11 @@ from urllib.parse import urlparse
 
 import httpx
 import numpy as np
+from benchblock import replace_block  # scripts/ is on sys.path when a script runs
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_REQUESTS = 20_000
 MAX_SECONDS = 600
-START, END = "<!-- serve:start -->", "<!-- serve:end -->"
 
 
 def loopback_url(url: str) -> str:
@@ -222,13 +222,7 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def write_block(path: Path, lines: list[str]) -> None:
-    block = "\n".join([START, *lines, END])
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
+    replace_block(path, "serve", "\n".join(lines))
 
 
 def main() -> None:

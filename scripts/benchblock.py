@@ -1,0 +1,27 @@
+"""BENCHMARKS.md is shared: each benchmark script owns one block between `<!-- NAME:start -->` and
+`<!-- NAME:end -->` and rewrites only that block, so a rerun of one script keeps every other script's figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def has_block(path: Path, name: str) -> bool:
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    return all(m in text for m in markers(name))
+
+
+def replace_block(path: Path, name: str, body: str) -> None:
+    """Put `body` between the markers of `name`, in place if the block exists, else at the end of the file."""
+    start, end = markers(name)
+    block = f"{start}\n{body.strip(chr(10))}\n{end}"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")

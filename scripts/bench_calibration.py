@@ -12,8 +12,6 @@ Only the block between the markers is replaced; other scripts own the rest of th
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,22 +31,14 @@ from arenapref.data.record import TIE  # noqa: E402
 from arenapref.ensemble import cross_fit as blend_cross_fit, fit_weights  # noqa: E402
 from arenapref.metrics import accuracy, log_loss, prior  # noqa: E402
 from arenapref.models import build_model  # noqa: E402
-from benchblock import replace_block  # scripts/ is on sys.path when a script runs
+from benchblock import machine_summary, replace_block  # scripts/ is on sys.path when a script runs
 
 # The 2-core dev machine is shared with other runs: one LightGBM thread keeps this one from starving them.
 CONFIG = FeaturesConfig(n_jobs=1)
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return machine_summary()
 
 
 def markdown(df: pd.DataFrame) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -36,23 +35,14 @@ from arenapref.data.folds import GroupedFolds  # noqa: E402
 from arenapref.data.io import read_pairs  # noqa: E402
 from arenapref.metrics import accuracy, log_loss, uniform  # noqa: E402
 from arenapref.models import build_model  # noqa: E402
-from benchblock import replace_block  # scripts/ is on sys.path when a script runs
+from benchblock import machine_summary, replace_block  # scripts/ is on sys.path when a script runs
 
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import torch
 
-    return (f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), {platform.system()} "
-            f"{platform.release()}, Python {platform.python_version()}, torch {torch.__version__}")
+    return f"{machine_summary()}, torch {torch.__version__} ({torch.get_num_threads()} torch threads)"
 
 
 def load() -> float:

@@ -328,7 +328,7 @@ def transfer_section(res: dict, cmd: str) -> str:
 def run_throughput(models: list[str], data_root: str, set_name: str, n_test: int, cache_dir: str, repeats: int,
                    tmp_root: str) -> dict:
     from arenapref.data.io import read_pairs
-    from arenapref.models import build_model, load_model
+    from arenapref.models import build_model
 
     records = read_pairs(f"{data_root}/{set_name}")[0]
     # hold out whole prompts: n_test rows whose prompt appears in no training row
@@ -361,7 +361,7 @@ def run_throughput(models: list[str], data_root: str, set_name: str, n_test: int
         fit_note = ""
         if family == "embed":
             new = cache_size(cache_dir) - before
-            fit_note = (f"warm cache (all training texts already embedded)" if new == 0 else
+            fit_note = ("warm cache (all training texts already embedded)" if new == 0 else
                         f"cache partly cold: {new} texts embedded during fit")
         times = [timed_predict(model)[0] for _ in range(repeats)]
         t = float(np.median(times))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -169,8 +168,6 @@ def cv(
 ):
     """Grouped k-fold cross-validation: out-of-fold log loss and accuracy per fold, pooled and per source,
     beside the uniform and prior baselines on the same folds."""
-    from arenapref.cv import cross_validate
-
     run = config_from(config, overrides, model, folds)
     records, _ = read(inputs, fmt)
     result = run_cv(records, run, output)

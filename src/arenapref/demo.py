@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from arenapref.cli import out, read, run_cv, run_predict, run_train, show_table
+from arenapref.cli import out, read, run_cv, run_predict, run_train
 from arenapref.config import load_run_config
 
 TRAIN_SETS = ("hh-rlhf", "pandalm", "llmbar", "hhh")

@@ -25,17 +25,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from benchblock import replace_block  # scripts/ is on sys.path when a script runs
+from benchblock import cpu_name, ram_gib, replace_block  # scripts/ is on sys.path when a script runs
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem = next((int(line.split()[1]) / 2**20 for line in Path("/proc/meminfo").read_text().splitlines()
-                if line.startswith("MemTotal")), 0)
+    cpu = cpu_name()
+    mem = ram_gib() or 0
     import torch
     import transformers
 

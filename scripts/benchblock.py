@@ -27,17 +27,27 @@ def replace_block(path: Path, name: str, body: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def _proc_field(path: str, key: str) -> str | None:
+    try:
+        return next((line.split(":", 1)[1].strip() for line in Path(path).read_text().splitlines() if line.startswith(key)), None)
+    except OSError:
+        return None
+
+
+def cpu_name() -> str:
+    import platform
+
+    return _proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
+
+
+def ram_gib() -> float | None:
+    total = _proc_field("/proc/meminfo", "MemTotal")  # "24561236 kB"
+    return int(total.split()[0]) / 2**20 if total else None
+
+
 def machine_summary() -> str:
     """CPU model, cores, OS and Python: the machine line every block states beside its figures."""
     import os
     import platform
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"

@@ -36,7 +36,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-from benchblock import has_block, replace_block  # scripts/ is on sys.path when a script runs
+from benchblock import cpu_name, has_block, ram_gib, replace_block  # scripts/ is on sys.path when a script runs
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- cpu-models:start -->", "<!-- cpu-models:end -->"
@@ -440,17 +440,9 @@ def machine_section(cmd: str, started: float, finished: float, load: str) -> str
         except Exception:
             return "not installed"
 
-    cpu = "unknown"
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = "unknown"
-    try:
-        kb = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")))
-        mem = f"{kb / 1024 ** 2:.1f} GiB"
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
+    gib = ram_gib()
+    mem = f"{gib:.1f} GiB" if gib else "unknown"
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
     try:
         import torch

@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 
 import httpx
 import numpy as np
-from benchblock import replace_block  # scripts/ is on sys.path when a script runs
+from benchblock import cpu_name, ram_gib, replace_block  # scripts/ is on sys.path when a script runs
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_REQUESTS = 20_000
@@ -180,17 +180,9 @@ class Server:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    ram = "?"
-    try:
-        kb = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal")))
-        ram = f"{kb / 1024 ** 2:.0f} GiB"
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
+    gib = ram_gib()
+    ram = f"{gib:.0f} GiB" if gib else "?"
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (f"nproc {os.cpu_count()}, {cpu}, RAM {ram}, load average at start {load}; "
             f"Python {platform.python_version()}, {platform.system()} {platform.release()}")

@@ -19,21 +19,25 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}
                  "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
 
 
-def tiny_tokenizer(chat: bool = True):
-    """Byte-level BPE with <s> prepended and no pad token, like many decoder checkpoints."""
+def bpe_tokenizer(corpus, chat_template: str | None):
+    """Byte-level BPE trained on `corpus`, with <s> prepended and no pad token, like many decoder checkpoints."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(CORPUS * 10, trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "</s>", "<unk>"],
-                                                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(list(corpus) * 10, trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "</s>", "<unk>"],
+                                                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
-    if chat:
-        fast.chat_template = CHAT_TEMPLATE
+    if chat_template:
+        fast.chat_template = chat_template
     return fast
+
+
+def tiny_tokenizer(chat: bool = True):
+    return bpe_tokenizer(CORPUS, CHAT_TEMPLATE if chat else None)
 
 
 def _llama_config(tokenizer, **extra):

@@ -11,6 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from engine_helpers import bpe_tokenizer  # noqa: E402
+
 DECODERS = ("llama", "gemma2", "qwen2", "mistral", "phi")
 ENCODERS = ("bert", "deberta-v2")
 ARCHS = DECODERS + ENCODERS
@@ -27,20 +29,7 @@ CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ 
 
 
 def decoder_tokenizer(chat: bool = True):
-    """Byte-level BPE with <s> prepended and no pad token, like many decoder checkpoints."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(CORPUS * 10, trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "</s>", "<unk>"],
-                                                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
-    if chat:
-        fast.chat_template = CHAT_TEMPLATE
-    return fast
+    return bpe_tokenizer(CORPUS, CHAT_TEMPLATE if chat else None)
 
 
 def encoder_tokenizer():

@@ -3,7 +3,7 @@
 Given a conversation and two responses A and B, predict P(A wins), P(B wins), P(tie).
 """
 
+from arenapref._version import __version__
 from arenapref.data.record import LABELS, PairRecord, swap_labels
 
-__version__ = "0.1.0"
 __all__ = ["LABELS", "PairRecord", "swap_labels", "__version__"]

@@ -18,13 +18,10 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from arenapref.data.record import LABELS, swap_labels
+from arenapref.errors import PredictionFileError
 from arenapref.metrics import EPS, accuracy, check_probabilities, log_loss
 
 DEFAULT_FOLDS = 5
-
-
-class PredictionFileError(ValueError):
-    pass
 
 
 @dataclass

@@ -9,13 +9,12 @@ import numpy as np
 import pandas as pd
 
 from arenapref.data.record import LABELS
+from arenapref.errors import SubmissionError
 from arenapref.metrics import check_probabilities, log_loss
 
 SUBMISSION_COLUMNS = ("id", *LABELS)
 
 
-class SubmissionError(ValueError):
-    pass
 
 
 def write_submission(ids: Sequence[str], probs: np.ndarray, path: str | Path) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from arenapref import errors
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -27,7 +29,7 @@ class Problem:
         return f"{', '.join(where)}: {kind}: {self.message}"
 
 
-class DataError(ValueError):
+class DataError(errors.DataError):
     """Raised when input cannot be read; the message lists every fatal problem found."""
 
     def __init__(self, problems: list[Problem], limit: int = 20):

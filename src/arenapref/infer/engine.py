@@ -26,6 +26,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from arenapref.data.record import swap_labels
+from arenapref.errors import SingleRowOutOfMemory
 from arenapref.infer.batching import pad_batch, plan_batches
 from arenapref.infer.store import ShardStore, fingerprint
 
@@ -73,10 +74,6 @@ class ScorerFactory:
 
     def build(self, device: str) -> ScoreFn:
         raise NotImplementedError
-
-
-class SingleRowOutOfMemory(RuntimeError):
-    pass
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -17,6 +17,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from arenapref.errors import ResumeMismatch, WorkDirBusy
+
 MANIFEST = "manifest.json"
 SHARDS = "shards"
 LOCK = "lock"
@@ -32,14 +34,6 @@ def fingerprint(sequences: Sequence[Sequence[int]], key: str = "") -> str:
         h.update(np.int64(len(arr)).tobytes())
         h.update(arr.tobytes())
     return h.hexdigest()
-
-
-class ResumeMismatch(ValueError):
-    pass
-
-
-class WorkDirBusy(RuntimeError):
-    pass
 
 
 def _lock(path: Path):

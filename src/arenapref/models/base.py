@@ -18,7 +18,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 from pydantic import BaseModel, TypeAdapter
 
-from arenapref import __version__
+from arenapref._version import __version__
 from arenapref.calibrate import Calibrator, load_calibration, save_calibration
 from arenapref.data.record import LABELS, PairRecord, swap_labels, targets
 from arenapref.metrics import check_probabilities

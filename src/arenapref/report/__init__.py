@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from arenapref import __version__
+from arenapref._version import __version__
 from arenapref.data.record import TIE, PairRecord, hard_labels, is_labelled
 from arenapref.report import analysis, figures
 from arenapref.report.analysis import parse_oof_arg

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
 
-from arenapref import __version__
+from arenapref._version import __version__
 from arenapref.data.record import LABELS, PairRecord
 from arenapref.serve.batching import MicroBatcher, QueueFull
 from arenapref.serve.middleware import Gate, InFlight, error_body, log_event

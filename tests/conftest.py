@@ -7,6 +7,7 @@ Real data lives read-only outside the repository, in `../shared/data` relative t
 from __future__ import annotations
 
 import os
+
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,21 @@ def small_features_config():
         return FeaturesConfig(**settings)
 
     return make
+
+
+# --- tiny random checkpoints (tests/tiny_models.py), built once per session ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory):
+    """arch -> directory of a tiny checkpoint, built on first use and shared by the session."""
+    root = tmp_path_factory.mktemp("tiny-checkpoints")
+    cache: dict[str, Path] = {}
+    from tiny_models import build_tiny
+
+    def get(arch: str) -> Path:
+        if arch not in cache:
+            cache[arch] = build_tiny(arch, root / arch)
+        return cache[arch]
+
+    return get

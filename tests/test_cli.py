@@ -300,10 +300,10 @@ def test_bad_set_key_is_an_invalid_config(runner, quirks_csv):
         assert "[type=extra_forbidden" in text  # pydantic's reason, not swallowed as rich markup
 
 
-def test_set_without_equals_sign_is_an_invalid_config(runner, quirks_csv):
+def test_set_without_equals_sign_is_refused_naming_the_flag(runner, quirks_csv):
     result = invoke(runner, "train", quirks_csv, "-o", "model", "--set", "model.n_estimators")
     assert_clean_failure(result)
-    assert "invalid config" in flat(result.output)
+    assert "--set 'model.n_estimators' must look like key=value" in flat(result.output)
 
 
 def test_bad_set_value_type_is_an_invalid_config(runner, quirks_csv):
@@ -355,11 +355,16 @@ def test_config_file_loads_and_set_overrides_it(runner, pandalm_subset, in_tmp, 
     assert model.booster_.current_iteration() == 12
 
 
-def test_model_option_replaces_the_family_of_the_config_file(runner, pandalm_subset, in_tmp):
+def test_model_option_contradicting_the_config_file_is_refused_not_dropped(runner, pandalm_subset, in_tmp):
+    """--model prior with a features config would silently drop the file's whole model section: refused."""
     (in_tmp / "run.yaml").write_text(CONFIG_YAML)
     result = invoke(runner, "train", pandalm_subset, "-o", "prior-model", "-c", "run.yaml", "--model", "prior")
-    assert result.exit_code == 0, result.output
-    assert load_model(in_tmp / "prior-model").family == "prior"
+    assert_clean_failure(result)
+    assert "--model prior contradicts run.yaml" in flat(result.output) and "'features'" in flat(result.output)
+    assert not (in_tmp / "prior-model").exists()
+    same = invoke(runner, "train", pandalm_subset, "-o", "features-model", "-c", "run.yaml", "--model", "features")
+    assert same.exit_code == 0, same.output
+    assert load_model(in_tmp / "features-model").config.n_estimators == 25
 
 
 def test_config_file_with_an_unknown_key_is_an_invalid_config(runner, quirks_csv, in_tmp):

@@ -16,7 +16,7 @@ import pytest
 from arenapref.config import FoldsConfig, PriorConfig, RunConfig
 from arenapref.cv import cross_validate, score_targets
 from arenapref.data.record import LABELS, hard_labels
-from arenapref.metrics import log_loss
+from arenapref.metrics import log_loss, prior
 from arenapref.models import build_model
 from arenapref.submission import SubmissionError, grade, write_submission
 
@@ -67,8 +67,10 @@ def test_cv_oof_rows_are_in_input_order(cv_result, cv_rows, cv_config):
         test = [r for r, m in zip(cv_rows, test_mask) if m]
         expected = build_model(cv_config.model).fit(train).predict_proba(test)
         np.testing.assert_allclose(cv_result.oof["features"][test_mask], expected, atol=1e-9)
-        expected_prior = build_model(PriorConfig()).fit(train).predict_proba(test)
+        # the prior baseline: the swap-symmetric class shares of the other folds' (hard) labels
+        expected_prior = prior(score_targets(train), len(test))
         np.testing.assert_allclose(cv_result.oof["prior"][test_mask], expected_prior, atol=1e-12)
+        assert expected_prior[0, 0] == expected_prior[0, 1]
 
 
 def test_cv_predictions_frame_has_one_row_per_input_in_order(cv_result, cv_rows):

@@ -17,11 +17,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from engine_helpers import exact_score, random_sequences, tiny_classifier  # noqa: E402
+from tiny_models import exact_score, random_sequences, tiny_classifier  # noqa: E402
 
 from arenapref.data.record import swap_labels  # noqa: E402
 from arenapref.infer import EngineOptions, TransformersBackend, engine_predict, plan_batches, run_engine  # noqa: E402
-from arenapref.infer.engine import SingleRowOutOfMemory  # noqa: E402
+from arenapref.errors import SingleRowOutOfMemory  # noqa: E402
 from arenapref.infer.store import ResumeMismatch, ShardStore, WorkDirBusy  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,7 +176,7 @@ def _stored_rows(work_dir: Path) -> np.ndarray:
 KILLED_RUN = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {tests!r})
-    from engine_helpers import exact_score, random_sequences
+    from tiny_models import exact_score, random_sequences
     from arenapref.infer import EngineOptions, TransformersBackend, run_engine
 
     def slow(ids, mask):
@@ -254,7 +254,7 @@ def test_without_resume_old_results_are_replaced(tmp_path):
 @pytest.mark.slow
 def test_worker_processes_give_the_same_results_as_one_process(tmp_path):
     """The multi-GPU path (one spawned worker per device), run with two CPU 'devices'."""
-    from arenapref.infer.scorers import SequenceClassifierFactory
+    from arenapref.models.hf import SequenceClassifierFactory
 
     path, pad = tiny_classifier(tmp_path / "clf")
     factory = SequenceClassifierFactory(str(path))
@@ -271,7 +271,7 @@ def test_worker_processes_give_the_same_results_as_one_process(tmp_path):
 def test_ray_backend_equals_the_local_backend(tmp_path):
     ray = pytest.importorskip("ray", reason="the ray back-end needs `pip install 'arenapref[ray]'`")
     from arenapref.infer.ray_backend import RayBackend
-    from arenapref.infer.scorers import SequenceClassifierFactory
+    from arenapref.models.hf import SequenceClassifierFactory
 
     path, pad = tiny_classifier(tmp_path / "clf")
     factory = SequenceClassifierFactory(str(path))
@@ -383,7 +383,7 @@ def test_vllm_missing_is_a_clear_error():
 
 
 def test_quantization_is_refused_clearly_without_cuda():
-    from arenapref.infer.scorers import quantization_config
+    from arenapref.models.hf import quantization_config
 
     if torch.cuda.is_available():  # pragma: no cover
         pytest.skip("has CUDA")

@@ -12,14 +12,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from engine_helpers import tiny_causal_lm, tiny_tokenizer  # noqa: E402
+from tiny_models import tiny_causal_lm, tiny_tokenizer  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from arenapref.cli import app  # noqa: E402
 from arenapref.config import JudgeConfig  # noqa: E402
 from arenapref.data.record import PairRecord, swap_labels  # noqa: E402
 from arenapref.infer import EngineOptions, pad_batch  # noqa: E402
-from arenapref.infer.scorers import SavedModelFactory  # noqa: E402
+from arenapref.models.base import SavedModelFactory  # noqa: E402
 from arenapref.metrics import log_loss  # noqa: E402
 from arenapref.models import build_model, load_model  # noqa: E402
 from arenapref.text.judge import JudgeFormatter, JudgePrompt  # noqa: E402
@@ -125,7 +125,8 @@ def test_loss_is_cross_entropy_over_the_label_tokens_at_the_answer_position(tiny
     from transformers import AutoModelForCausalLM, TrainingArguments
 
     from arenapref.infer.scorers import label_logits
-    from arenapref.models.judge_training import JudgeTrainer
+    from arenapref.models.judge import label_logits_fn
+    from arenapref.train.trainer import PairTrainer
 
     model = peft.get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_lm),
                                 peft.LoraConfig(task_type=peft.TaskType.CAUSAL_LM, r=2, target_modules="all-linear"))
@@ -134,7 +135,7 @@ def test_loss_is_cross_entropy_over_the_label_tokens_at_the_answer_position(tiny
     targets = torch.tensor([[1.0, 0, 0], [0.2, 0.3, 0.5]])
     labels = [20, 21, 22]
     for kind in ("labels", "vocab"):
-        trainer = JudgeTrainer(model=model, args=args, label_token_ids=labels, loss=kind)
+        trainer = PairTrainer(model=model, args=args, logits_fn=label_logits_fn(labels, kind), log_probs=kind == "vocab")
         loss = trainer.compute_loss(model, {"input_ids": ids, "attention_mask": mask, "targets": targets})
         with torch.no_grad():
             if kind == "labels":
@@ -152,7 +153,7 @@ def test_lora_finetuning_learns_and_survives_save_and_load(tiny_lm, pandalm_reco
                   warmup_ratio=0.0, logging_steps=4).fit(records, progress=False)
     tuned = model.predict_proba(records)
     assert log_loss(y, tuned) < log_loss(y, zero_shot) - 0.05  # it learned its training rows
-    with pytest.raises(ValueError, match="save the fine-tuned judge first"):
+    with pytest.raises(ValueError, match="save the judge model first"):
         model.engine_backend(EngineOptions(backend="ray"))  # Ray actors load models from directories
     model.save(tmp_path / "judge")
     assert (tmp_path / "judge" / "adapter" / "adapter_config.json").exists()
@@ -163,7 +164,7 @@ def test_lora_finetuning_learns_and_survives_save_and_load(tiny_lm, pandalm_reco
     reloaded = load_model(tmp_path / "judge")
     np.testing.assert_allclose(reloaded.predict_proba(records), tuned, atol=1e-6)
     # what worker processes and Ray actors build from the directory scores as the model in this process does
-    forward, _ = reloaded.engine_sequences(records[:3], swap_tta=False)
+    forward, _ = reloaded.sequences(records[:3], swap=False)
     ids, mask = pad_batch(forward, [0, 1, 2], reloaded.formatter().tokenizer.pad_token_id)
     with torch.inference_mode():
         expected = reloaded.score_function("cpu")(ids, mask)

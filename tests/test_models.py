@@ -18,6 +18,7 @@ import yaml
 from arenapref.config import EmbedConfig, PriorConfig
 from arenapref.data.folds import GroupedFolds
 from arenapref.data.record import A_WINS, B_WINS, LABELS, TIE, hard_labels, swap_labels, targets
+from arenapref.errors import ModelDirError
 from arenapref.metrics import log_loss
 from arenapref.models import build_model, load_model
 from arenapref.models.base import MODEL_FILE
@@ -223,9 +224,9 @@ def test_save_load_round_trip(trained, pandalm_split, tmp_path):
 
 def test_load_of_a_non_model_directory_names_the_file(tmp_path):
     (tmp_path / "notes.txt").write_text("not a model")
-    with pytest.raises(FileNotFoundError, match=MODEL_FILE):
+    with pytest.raises(ModelDirError, match=MODEL_FILE):
         load_model(tmp_path)
-    with pytest.raises(FileNotFoundError, match=MODEL_FILE):
+    with pytest.raises(ModelDirError, match="does-not-exist not found"):
         load_model(tmp_path / "does-not-exist")
 
 
@@ -234,7 +235,7 @@ def test_load_refuses_a_different_label_order(trained_prior, tmp_path):
     meta = json.loads((directory / MODEL_FILE).read_text())
     meta["labels"] = ["winner_model_b", "winner_model_a", "winner_tie"]
     (directory / MODEL_FILE).write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="label order"):
+    with pytest.raises(ModelDirError, match="label order"):
         load_model(directory)
 
 

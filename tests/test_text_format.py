@@ -11,7 +11,7 @@ from arenapref.text.format import Cut, InputFormat, PairFormatter, allocate_turn
 pytest.importorskip("tokenizers")
 pytest.importorskip("transformers")
 
-from test_transformer_tiny import decoder_tokenizer, encoder_tokenizer  # noqa: E402
+from tiny_models import decoder_tokenizer, encoder_tokenizer  # noqa: E402
 
 
 def record(prompts, a, b, label=0) -> PairRecord:

@@ -22,8 +22,10 @@ from transformers import TrainerCallback  # noqa: E402
 from arenapref.config import RunConfig, TransformerConfig, load_run_config  # noqa: E402
 from arenapref.data.record import LABELS, swap_labels  # noqa: E402
 from arenapref.models import build_model, load_model  # noqa: E402
-from arenapref.models.transformer import average_models, dataset_key, merge_model  # noqa: E402
-from test_transformer_tiny import ARCHS, tiny_checkpoints  # noqa: E402,F401  (fixture)
+from arenapref.errors import DeviceError  # noqa: E402
+from arenapref.models.hf import dataset_key  # noqa: E402
+from arenapref.models.merge import average_models, merge_model  # noqa: E402
+from tiny_models import ARCHS  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +40,7 @@ def rows(pandalm_records):
 
 def tiny(path, tmp_path, **overrides) -> TransformerConfig:
     settings = dict(model_path=str(path), max_length=64, max_prompt_tokens=24, batch_size=4, max_steps=2,
-                    logging_steps=1, save_steps=100, learning_rate=1e-3, predict_batch_size=8,
+                    logging_steps=1, save_steps=100, learning_rate=1e-3, max_batch_rows=8,
                     checkpoint_dir=str(tmp_path / "checkpoints"))
     return TransformerConfig(**(settings | overrides))
 
@@ -89,7 +91,10 @@ def test_chat_template_model_trains_and_predicts(tiny_checkpoints, rows, tmp_pat
     config = tiny(tiny_checkpoints("qwen2"), tmp_path, template="chat", max_length=160, checkpoint_dir=None)
     model = build_model(config).fit(rows[:6], progress=False)
     assert_probabilities(model.predict_proba(rows[6:9]), 3)
-    assert not any((tmp_path / "cache" / "checkpoints").glob("*"))  # default checkpoints go once a run finishes
+    # default checkpoints are kept until the model they produced is safely saved, then removed
+    assert any((tmp_path / "cache" / "checkpoints").glob("*/checkpoint-*"))
+    model.save(tmp_path / "saved")
+    assert not any((tmp_path / "cache" / "checkpoints").glob("*"))
 
 
 def test_registered_family_runs_through_cross_validation(tiny_checkpoints, rows, tmp_path):
@@ -233,7 +238,7 @@ def test_resume_after_a_kill_continues_without_repeating_steps_and_ends_where_an
 def test_the_default_checkpoint_folder_is_found_again_by_a_resumed_run(rows, tmp_path):
     config = TransformerConfig(model_path=str(tmp_path))
     key = dataset_key(rows, config)
-    assert key == dataset_key(rows, config.model_copy(update={"resume": True, "predict_batch_size": 64}))
+    assert key == dataset_key(rows, config.model_copy(update={"resume": True, "max_batch_rows": 64}))
     assert key != dataset_key(rows[:-1], config)
     assert key != dataset_key(rows, config.model_copy(update={"learning_rate": 1e-5}))
 
@@ -248,9 +253,9 @@ def test_gradient_checkpointing_and_label_smoothing_train(tiny_checkpoints, rows
 # --- clear errors -------------------------------------------------------------------------------------
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error")
 def test_qlora_and_half_precision_say_they_need_a_gpu(tiny_checkpoints, rows, tmp_path):
-    with pytest.raises(RuntimeError, match="CUDA"):
+    with pytest.raises(DeviceError, match="CUDA"):
         build_model(tiny(tiny_checkpoints("llama"), tmp_path, quantization="4bit")).fit(rows[:4], progress=False)
-    with pytest.raises(ValueError, match="CUDA"):
+    with pytest.raises(DeviceError, match="CUDA"):
         build_model(tiny(tiny_checkpoints("llama"), tmp_path, precision="bf16")).fit(rows[:4], progress=False)
 
 
@@ -338,17 +343,12 @@ def test_real_minilm_cross_encoder_trains_and_reloads_offline(rows, tmp_path):
 
 
 def test_merge_command_works_as_a_cli_command_and_reports_errors(tiny_checkpoints, rows, tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    from arenapref.models.transformer import merge_command
-
-    app = typer.Typer()
-    app.command("merge")(merge_command)
-    app.command("noop")(lambda: None)  # two commands: `merge` is then a subcommand, as in arenapref's CLI
+    from arenapref.cli import app
     saved = build_model(tiny(tiny_checkpoints("llama"), tmp_path)).fit(rows[:4], progress=False).save(tmp_path / "m")
     result = CliRunner().invoke(app, ["merge", str(saved), "-o", str(tmp_path / "merged")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "merged" / "config.json").exists()
     result = CliRunner().invoke(app, ["merge", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x")])
-    assert result.exit_code == 2 and "not an arenapref model directory" in result.output
+    assert result.exit_code == 2 and "nowhere not found" in result.output

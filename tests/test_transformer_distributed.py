@@ -18,7 +18,6 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from test_transformer_tiny import tiny_checkpoints  # noqa: E402,F401  (fixture)
 
 RUNNER = textwrap.dedent('''
     import json, os, sys

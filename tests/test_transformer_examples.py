@@ -26,7 +26,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from arenapref.cli import app  # noqa: E402
 from arenapref.data.record import LABELS  # noqa: E402
-from test_transformer_tiny import ARCHS, tiny_checkpoints  # noqa: E402,F401  (fixture)
+from tiny_models import ARCHS  # noqa: E402
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("transformer*.yaml"))
 

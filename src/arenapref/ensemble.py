@@ -8,7 +8,6 @@ winner columns), rows matched by id.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -18,8 +17,10 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from arenapref.data.record import LABELS, swap_labels
-from arenapref.errors import PredictionFileError
+from arenapref.errors import PredictionFileError, UsageError
+from arenapref.files import write_json
 from arenapref.metrics import EPS, accuracy, check_probabilities, log_loss
+from arenapref.predictions import read_prediction_file
 
 DEFAULT_FOLDS = 5
 
@@ -35,33 +36,6 @@ class PredictionSet:
     targets: np.ndarray | None = None  # (n, 3) one-hot, from the first file's `label` column
     folds: np.ndarray | None = None  # from the first file's `fold` column
     sources: np.ndarray | None = None
-
-
-def read_prediction_file(path: str | Path, need_labels: bool = False) -> pd.DataFrame:
-    """A CSV with id and the three winner columns (an oof.csv or a submission), checked and indexed by id."""
-    path = Path(path)
-    try:
-        df = pd.read_csv(path, dtype={"id": str, "label": str, "source": str}, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise PredictionFileError(f"{path}: cannot read as CSV ({e})") from None
-    missing = [c for c in ("id", *LABELS) if c not in df.columns]
-    if missing:
-        raise PredictionFileError(f"{path}: missing column(s) {missing}; a prediction file has id,{','.join(LABELS)}")
-    if need_labels and "label" not in df.columns:
-        raise PredictionFileError(f"{path}: no `label` column; out-of-fold files come from `arenapref cv` (runs/cv/oof.csv)")
-    dup = df["id"][df["id"].duplicated()].tolist()
-    if dup:
-        raise PredictionFileError(f"{path}: repeated id(s) {dup[:5]}")
-    values = df[list(LABELS)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isfinite(values).all(axis=1) | (values < 0).any(axis=1)
-    if bad.any():
-        raise PredictionFileError(f"{path}: non-numeric, negative or non-finite probabilities for id(s) {df['id'][bad].tolist()[:5]}")
-    df[list(LABELS)] = values
-    if "label" in df.columns:
-        unknown = sorted(set(df["label"]) - set(LABELS))
-        if unknown:
-            raise PredictionFileError(f"{path}: label values {unknown[:5]} are not in {list(LABELS)}")
-    return df.set_index("id", drop=False)
 
 
 def _name(path: Path) -> str:
@@ -93,10 +67,7 @@ def read_predictions(paths: Sequence[str | Path], need_labels: bool = False) -> 
                 raise PredictionFileError(f"{path}: labels differ from {paths[0]} for id(s) {bad[:5]}")
         targets = np.eye(3)[[LABELS.index(v) for v in labels]]
     if "fold" in first.columns:
-        folds = pd.to_numeric(first["fold"], errors="coerce").to_numpy()
-        if not np.isfinite(folds).all():
-            raise PredictionFileError(f"{paths[0]}: the fold column must hold integers")
-        folds = folds.astype(int)
+        folds = first["fold"].to_numpy(int)
     names = [_name(p) for p in paths]
     if len(set(names)) < len(names):
         names = [f"{i + 1}:{n}" for i, n in enumerate(names)]
@@ -182,7 +153,7 @@ def cross_fit(probs: Sequence[np.ndarray], targets: np.ndarray, folds: np.ndarra
     """Blended (or stacked) predictions where each fold's rows use weights fitted on the other folds only."""
     folds = np.asarray(folds)
     if len(np.unique(folds)) < 2:
-        raise ValueError("cross-fitted blending needs at least two folds")
+        raise UsageError("cross-fitted blending needs at least two folds")
     out = np.empty_like(probs[0])
     for k in np.unique(folds):
         held = folds == k
@@ -250,7 +221,4 @@ def ensemble(oof_paths: Sequence[str | Path], test_paths: Sequence[str | Path] |
 
 
 def write_weights(result: EnsembleResult, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
-    return path
+    return write_json(path, result.to_dict(), "ensemble weights")

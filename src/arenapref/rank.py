@@ -20,6 +20,8 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.linear_model import LogisticRegression
 
 from arenapref.data.record import A_WINS, B_WINS, TIE, PairRecord, hard_labels
+from arenapref.errors import UsageError
+from arenapref.text.features import response_chars
 
 SCALE = 400 / np.log(10)  # rating points per unit of log-odds: 400 points = a factor of 10 in odds
 INIT_RATING = 1000.0
@@ -57,10 +59,6 @@ class Battles:
         ties = np.bincount(self.a, self.outcome == 0.5, m) + np.bincount(self.b, self.outcome == 0.5, m)
         return pd.DataFrame({"model": self.models, "battles": battles.astype(int), "wins": wins.astype(int),
                              "ties": ties.astype(int), "losses": (battles - wins - ties).astype(int)})
-
-
-def response_chars(responses: Sequence[str]) -> int:
-    return sum(len(t) for t in responses if t)
 
 
 def battles_from_records(records: Sequence[PairRecord]) -> Battles:
@@ -168,7 +166,7 @@ def rank(records_or_battles: Sequence[PairRecord] | Battles, n_bootstrap: int = 
          style_control: bool = False, ci: float = 0.95) -> Ranking:
     battles = records_or_battles if isinstance(records_or_battles, Battles) else battles_from_records(records_or_battles)
     if len(battles.models) < 2:
-        raise ValueError(f"ranking needs battles between at least two named models; found {len(battles.models)} model(s) "
+        raise UsageError(f"ranking needs battles between at least two named models; found {len(battles.models)} model(s) "
                          f"in {len(battles)} usable rows ({battles.skipped} rows lack model names or a label)")
     beta, style = fit_bt(battles, style_control=style_control)
     ratings = to_ratings(beta)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from arenapref.data.record import LABELS
 from arenapref.errors import SubmissionError
+from arenapref.files import write_frame
 from arenapref.metrics import check_probabilities, log_loss
 
 SUBMISSION_COLUMNS = ("id", *LABELS)
@@ -18,15 +19,13 @@ SUBMISSION_COLUMNS = ("id", *LABELS)
 
 
 def write_submission(ids: Sequence[str], probs: np.ndarray, path: str | Path) -> Path:
-    """id,winner_model_a,winner_model_b,winner_tie: one row per id, in the given order."""
+    """id,winner_model_a,winner_model_b,winner_tie: one row per id, in the given order. Written to a temporary
+    sibling and moved into place, so an existing submission survives a failed write intact."""
     probs = check_probabilities(probs, len(ids), "submission")
     if len(set(ids)) != len(ids):
         raise SubmissionError("submission ids are not unique")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame({"id": list(ids), **{c: probs[:, k] for k, c in enumerate(LABELS)}})
-    df.to_csv(path, index=False, float_format="%.9g")
-    return path
+    return write_frame(df, path, "submission", float_format="%.9g")
 
 
 def _read(path: Path, what: str) -> pd.DataFrame:

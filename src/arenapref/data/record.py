@@ -20,6 +20,12 @@ def swap_labels(probs: np.ndarray) -> np.ndarray:
     return np.asarray(probs)[..., SWAP_INDEX]
 
 
+def swap_average(forward: np.ndarray, swapped: np.ndarray) -> np.ndarray:
+    """Swap test-time augmentation: the mean of each pair's predictions as given and with A and B exchanged
+    (`swapped` is in the swapped pair's own columns). Exactly swap-equivariant: (x + y) / 2 == (y + x) / 2."""
+    return (np.asarray(forward) + swap_labels(swapped)) / 2
+
+
 @dataclass(frozen=True, slots=True)
 class PairRecord:
     """One comparison: a conversation (user turns) and two candidate responses (assistant turns).

@@ -17,16 +17,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from arenapref.errors import require_extra
 from arenapref.infer.batching import length_order, plan_batches
-from arenapref.infer.engine import EngineOptions, ScorerFactory, score_batches
+from arenapref.infer.local import score_batches
+from arenapref.infer.options import EngineOptions, ScorerFactory
 
 
 def need_ray():
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise ImportError("the ray back-end needs Ray Data: pip install 'arenapref[ray]'") from None
+    require_extra("ray", "ray", "ray.data", what="the ray back-end")
+    import ray
+
     return ray
 
 

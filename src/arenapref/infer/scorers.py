@@ -1,45 +1,9 @@
-"""Score functions for the engine: a sequence classifier's logits, or a causal LM's logits of label tokens at the
-last position; device, dtype and 8-bit/4-bit loading."""
+"""Score functions for the engine over loaded torch models: a sequence classifier's logits, or a causal LM's logits
+of label tokens at the last real position. Loading weights is the models' job (models/hf.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
-
-from arenapref.infer.engine import ScorerFactory
-
-
-def device_dtype(device: str, precision: str = "auto"):
-    """bf16 (or fp16) weights on CUDA, fp32 on CPU."""
-    import torch
-
-    if not str(device).startswith("cuda") or precision == "fp32":
-        return torch.float32
-    if precision == "fp16" or (precision == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
-
-
-def quantization_config(kind: str | None, device: str = "cuda"):
-    """A BitsAndBytesConfig for 8-bit or 4-bit (NF4) weights; None for "none". bitsandbytes is imported only here."""
-    if kind in (None, "none"):
-        return None
-    import torch
-
-    if kind not in ("8bit", "4bit"):
-        raise ValueError(f"quantization {kind!r}: choose none, 8bit or 4bit")
-    if not str(device).startswith("cuda") or not torch.cuda.is_available():
-        raise RuntimeError(f"{kind} weights need a CUDA GPU and bitsandbytes; on CPU run without quantization")
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise ImportError(f"{kind} weights need bitsandbytes: pip install 'arenapref[qlora]'") from None
-    from transformers import BitsAndBytesConfig
-
-    if kind == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=device_dtype(device))
 
 
 def model_device(model):
@@ -94,44 +58,3 @@ def causal_label_score(model, label_token_ids: Sequence[int]):
         return label_logits(model, input_ids.to(device), attention_mask.to(device), ids)
 
     return score
-
-
-@dataclass
-class SequenceClassifierFactory(ScorerFactory):
-    """Loads an AutoModelForSequenceClassification from a local directory on the worker's device. A head the
-    checkpoint lacks is initialised from `seed`, so every worker builds the same model."""
-
-    path: str
-    num_labels: int = 3
-    quantization: str | None = None
-    precision: str = "auto"
-    seed: int = 0
-    outputs = "logits"
-
-    def build(self, device: str):
-        import torch
-        from transformers import AutoModelForSequenceClassification
-
-        torch.manual_seed(self.seed)
-        quant = quantization_config(self.quantization, device)
-        kwargs = {"quantization_config": quant, "device_map": {"": device}} if quant else {}
-        model = AutoModelForSequenceClassification.from_pretrained(
-            self.path, num_labels=self.num_labels, dtype=device_dtype(device, self.precision), local_files_only=True, **kwargs)
-        if not quant:
-            model.to(device)
-        return sequence_classifier_score(model)
-
-
-@dataclass
-class SavedModelFactory(ScorerFactory):
-    """Any saved arenapref model directory whose model has `score_function(device, quantization)`: workers and
-    Ray actors load the directory themselves."""
-
-    model_dir: str
-    quantization: str | None = None
-    outputs = "logits"
-
-    def build(self, device: str):
-        from arenapref.models import load_model
-
-        return load_model(self.model_dir).score_function(device, self.quantization)

@@ -51,6 +51,13 @@ def _lock(path: Path):
     return handle
 
 
+def probe_work_dir(directory: str | Path) -> None:
+    """Raises WorkDirBusy now, before a model loads, if another run holds `directory`."""
+    lock = Path(directory) / LOCK
+    if lock.exists():
+        _lock(lock).close()
+
+
 class ShardStore:
     """`directory/manifest.json` and `directory/shards/**/*.parquet` with columns `row`, `s0`, `s1`, ..."""
 

@@ -16,8 +16,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from arenapref.errors import MissingExtraError
 from arenapref.infer.batching import length_order
-from arenapref.infer.engine import EngineOptions
+from arenapref.infer.options import EngineOptions
 
 MODES = ("judge", "classify")
 
@@ -26,7 +27,7 @@ def need_vllm():
     try:
         import vllm
     except ImportError:
-        raise ImportError("the vllm back-end needs vLLM, which pins its own torch: install it in a separate "
+        raise MissingExtraError("the vllm back-end needs vLLM, which pins its own torch: install it in a separate "
                           "environment as docs/vllm.md describes") from None
     return vllm
 

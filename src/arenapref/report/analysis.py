@@ -10,9 +10,19 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from arenapref.data.record import A_WINS, B_WINS, LABELS, TIE, PairRecord, hard_labels, swap_labels
-from arenapref.metrics import log_loss, prior, uniform
-from arenapref.rank import response_chars
+from arenapref.data.record import (
+    A_WINS,
+    B_WINS,
+    LABELS,
+    TIE,
+    PairRecord,
+    hard_labels,
+    swap_labels,
+)
+from arenapref.errors import PredictionFileError
+from arenapref.metrics import fold_prior, log_loss, uniform
+from arenapref.predictions import read_prediction_file
+from arenapref.text.features import response_chars
 
 SHORT = ("A wins", "B wins", "tie")
 
@@ -28,19 +38,8 @@ def parse_oof_arg(item: str) -> tuple[str, Path]:
 
 
 def read_oof(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such out-of-fold predictions file")
-    df = pd.read_csv(path, dtype={"id": str})
-    missing = [c for c in ("id", *LABELS) if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected oof.csv from `arenapref cv` "
-                         f"(id, source, fold, label, {', '.join(LABELS)})")
-    if df["id"].duplicated().any():
-        raise ValueError(f"{path}: id {df['id'][df['id'].duplicated()].iloc[0]!r} appears more than once")
-    probs = df[list(LABELS)].to_numpy(float)
-    if not np.isfinite(probs).all() or (probs < 0).any():
-        raise ValueError(f"{path}: probabilities must be finite and non-negative")
-    return df
+    """An oof.csv from `arenapref cv` (the one prediction-file reader, predictions.py)."""
+    return read_prediction_file(path).reset_index(drop=True)
 
 
 @dataclass
@@ -69,7 +68,7 @@ def align_oof(records: Sequence[PairRecord], named: Sequence[tuple[str, Path]]) 
         df = read_oof(path)
         known = df["id"].isin(by_id)
         if not known.any():
-            raise ValueError(f"{path}: none of its {len(df)} ids is in the data; were these predictions made on it?")
+            raise PredictionFileError(f"{path}: none of its {len(df)} ids is in the data; were these predictions made on it?")
         if (~known).any():
             notes.append(f"{name}: {int((~known).sum())} of {len(df)} oof rows have ids not in the data and are left out")
         base, k = name, 2
@@ -79,7 +78,7 @@ def align_oof(records: Sequence[PairRecord], named: Sequence[tuple[str, Path]]) 
         names.append(name)
     common = [r.id for r in records if all(r.id in f.index for f in frames)]
     if not common:
-        raise ValueError("the oof files share no row ids: they cover different data")
+        raise PredictionFileError("the oof files share no row ids: they cover different data")
     if len(common) < len(records):
         notes.append(f"scores cover the {len(common)} of {len(records)} data rows that every oof file predicts")
     rows = [records[by_id[i]] for i in common]
@@ -92,13 +91,8 @@ def align_oof(records: Sequence[PairRecord], named: Sequence[tuple[str, Path]]) 
     first = frames[0]
     folds = first.loc[common, "fold"].to_numpy() if "fold" in first.columns else np.zeros(len(common), int)
     y = np.eye(3)[hard_labels(rows)]
-    probs = {"uniform": uniform(len(rows)), "prior": np.zeros((len(rows), 3))}
-    if len(np.unique(folds)) > 1:
-        for k in np.unique(folds):
-            test = folds == k
-            probs["prior"][test] = prior(y[~test], int(test.sum()))
-    else:
-        probs["prior"][:] = prior(y, len(rows))
+    probs = {"uniform": uniform(len(rows)), "prior": fold_prior(y, folds)}
+    if len(np.unique(folds)) < 2:
         notes.append("no folds in the oof file: the prior baseline is the in-sample class share")
     for name, f in zip(names, frames):
         p = f.loc[common, list(LABELS)].to_numpy(float)

@@ -25,12 +25,7 @@ from __future__ import annotations
 
 
 def require_serve_extra() -> None:
-    """Raise an ImportError that names the extra when FastAPI or uvicorn is missing."""
-    missing = []
-    for name in ("fastapi", "uvicorn"):
-        try:
-            __import__(name)
-        except ImportError:
-            missing.append(name)
-    if missing:
-        raise ImportError(f"serving needs {' and '.join(missing)}: pip install 'arenapref[serve]'")
+    """Raise MissingExtraError naming the extra when FastAPI or uvicorn is missing."""
+    from arenapref.errors import require_extra
+
+    require_extra("serve", "fastapi", "uvicorn", what="serving")

@@ -30,7 +30,14 @@ from arenapref.serve.batching import MicroBatcher, QueueFull
 from arenapref.serve.middleware import Gate, InFlight, error_body, log_event
 from arenapref.serve.page import PAGE_CSP, PAGE_HTML
 from arenapref.serve.schemas import (
-    ApiError, ClassifyData, ClassifyRequest, ClassifyResponse, JudgeRequest, JudgeResponse, Judgement, to_records,
+    ApiError,
+    ClassifyData,
+    ClassifyRequest,
+    ClassifyResponse,
+    Judgement,
+    JudgeRequest,
+    JudgeResponse,
+    to_records,
 )
 from arenapref.serve.settings import ServeSettings
 

@@ -105,3 +105,8 @@ def featurize(prompts, responses_a, responses_b) -> tuple[np.ndarray, np.ndarray
 
 def join_turns(turns: Sequence[str]) -> str:
     return "\n\n".join(t for t in turns if t)
+
+
+def response_chars(turns: Sequence[str | None]) -> int:
+    """Characters of a response over all its turns (`null` turns count 0): the length that raters see."""
+    return sum(len(t) for t in turns if t)

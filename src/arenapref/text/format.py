@@ -16,8 +16,10 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Sequence
 
 from arenapref.data.record import PairRecord
+from arenapref.errors import ConfigError
 
 TEMPLATES = ("plain", "chat")
+MIN_MAX_LENGTH = 32  # as config.MIN_MAX_LENGTH: tokens per pair below which no template leaves room for text
 
 
 @dataclass(frozen=True)
@@ -38,15 +40,15 @@ class InputFormat:
 
     def __post_init__(self):
         if self.template not in TEMPLATES:
-            raise ValueError(f"template {self.template!r}: choose one of {TEMPLATES}")
-        if self.max_length < 16:
-            raise ValueError(f"max_length={self.max_length} leaves no room for text; use at least 64")
+            raise ConfigError(f"template {self.template!r}: choose one of {TEMPLATES}")
+        if self.max_length < MIN_MAX_LENGTH:
+            raise ConfigError(f"max_length={self.max_length} leaves no room for text; use at least {MIN_MAX_LENGTH}")
         for name in ("max_prompt_tokens", "max_response_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name}={value}: use a positive number of tokens, or null for no cap")
+                raise ConfigError(f"{name}={value}: use a positive number of tokens, or null for no cap")
         if self.prompt_weight <= 0:
-            raise ValueError(f"prompt_weight={self.prompt_weight} must be positive")
+            raise ConfigError(f"prompt_weight={self.prompt_weight} must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,6 +132,54 @@ def allocate_turns(turn_lengths: Sequence[tuple[int, int, int]], budget: int, fm
     return alloc
 
 
+@dataclass(frozen=True)
+class TurnLayout:
+    """The markers and separator between turns, tokenized once, and the one place that assembles a pair's turns
+    within a token budget (the cross-encoder format and the judging prompt both use it)."""
+
+    markers: tuple[list[int], list[int], list[int]]  # before the prompt, A and B of every turn
+    separator: list[int]  # between turns
+
+    @property
+    def turn_overhead(self) -> int:
+        return sum(map(len, self.markers)) + len(self.separator)
+
+    def body(self, pieces: Sequence[tuple[Sequence[int], Sequence[int], Sequence[int]]], budget: int,
+             fmt: "InputFormat") -> tuple[list[int], Cut]:
+        """Token ids of the kept turns (oldest first) under `budget` tokens, and what was cut."""
+        lengths = [tuple(len(x) for x in turn) for turn in pieces]
+        # the first kept turn has no separator before it, so the budget gains one separator's worth
+        alloc = allocate_turns(lengths, budget + len(self.separator), fmt, self.turn_overhead)
+        body: list[int] = []
+        for turn, kept in zip(pieces, alloc):
+            if kept is None:
+                continue
+            if body:
+                body += self.separator
+            for marker, text, n in zip(self.markers, turn, kept):
+                body += marker + list(text[:n])
+        cut = Cut(turns=len(pieces), turns_kept=sum(a is not None for a in alloc),
+                  text_tokens=sum(map(sum, lengths)), text_tokens_kept=sum(sum(a) for a in alloc if a is not None))
+        return body, cut
+
+    @classmethod
+    def encode(cls, tokenizer, prompt_marker: str, a_marker: str, b_marker: str, separator: str) -> "TurnLayout":
+        enc = lambda s: tokenizer.encode(s, add_special_tokens=False) if s else []  # noqa: E731
+        return cls((enc(prompt_marker), enc(a_marker), enc(b_marker)), enc(separator))
+
+
+def tokenize_turns(tokenizer, records: Sequence[PairRecord]) -> list[list[tuple[list[int], list[int], list[int]]]]:
+    """Token ids of (prompt, A, B) per turn of every record, all texts tokenized in one call."""
+    turns = [pair_turns(r) for r in records]
+    texts = [t for pair in turns for turn in pair for t in turn]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    out, k = [], 0
+    for pair in turns:
+        out.append([tuple(ids[k + 3 * i: k + 3 * i + 3]) for i in range(len(pair))])
+        k += 3 * len(pair)
+    return out
+
+
 def pair_turns(record: PairRecord) -> list[tuple[str, str, str]]:
     """(prompt, A, B) per turn; a side with fewer turns contributes empty texts (a `null` turn is empty too)."""
     def at(turns: Sequence[str | None], i: int) -> str:
@@ -155,19 +205,17 @@ class PairFormatter:
     def __init__(self, tokenizer, fmt: InputFormat):
         self.tokenizer = tokenizer
         self.fmt = fmt
-        enc = lambda s: tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
-        self.markers = (enc(fmt.prompt_marker), enc(fmt.a_marker), enc(fmt.b_marker))
-        self.separator = enc(fmt.turn_separator)
-        self.turn_overhead = sum(map(len, self.markers)) + len(self.separator)
+        self.layout = TurnLayout.encode(tokenizer, fmt.prompt_marker, fmt.a_marker, fmt.b_marker, fmt.turn_separator)
+        self.turn_overhead = self.layout.turn_overhead
         if fmt.template == "plain":
             self.prefix, self.suffix = special_affixes(tokenizer)
             self.fixed = len(self.prefix) + len(self.suffix)
         else:
             if not getattr(tokenizer, "chat_template", None):
-                raise ValueError("template 'chat' needs a tokenizer with a chat template; this one has none: use template 'plain'")
+                raise ConfigError("template 'chat' needs a tokenizer with a chat template; this one has none: use template 'plain'")
             self.fixed = len(self._chat_ids(""))
         if fmt.max_length - self.fixed - self.turn_overhead < 8:
-            raise ValueError(f"max_length={fmt.max_length} is too small for this template and its markers "
+            raise ConfigError(f"max_length={fmt.max_length} is too small for this template and its markers "
                              f"({self.fixed + self.turn_overhead} tokens); raise it")
 
     def _chat_ids(self, body: str) -> list[int]:
@@ -176,23 +224,12 @@ class PairFormatter:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def format(self, records: Sequence[PairRecord]) -> list[FormattedPair]:
-        turns = [pair_turns(r) for r in records]
-        texts = [t for pair in turns for turn in pair for t in turn]
-        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        out, k = [], 0
-        for pair in turns:
-            n = 3 * len(pair)
-            pieces = [tuple(ids[k + 3 * i: k + 3 * i + 3]) for i in range(len(pair))]
-            k += n
-            out.append(self._assemble(pieces))
-        return out
+        return [self._assemble(pieces) for pieces in tokenize_turns(self.tokenizer, records)]
 
-    def _assemble(self, pieces: list[tuple[list[int], list[int], list[int]]]) -> FormattedPair:
-        lengths = [tuple(len(x) for x in turn) for turn in pieces]
-        budget = self.fmt.max_length - self.fixed + len(self.separator)  # the first kept turn has no separator
+    def _assemble(self, pieces) -> FormattedPair:
+        budget = self.fmt.max_length - self.fixed
         for _ in range(4):
-            alloc = allocate_turns(lengths, budget, self.fmt, self.turn_overhead)
-            body = self._body(pieces, alloc)
+            body, cut = self.layout.body(pieces, budget, self.fmt)
             if self.fmt.template == "plain":
                 input_ids = self.prefix + body + self.suffix
             else:
@@ -203,20 +240,7 @@ class PairFormatter:
             budget -= excess  # decode/re-encode of a chat body can merge tokens differently: shrink and retry
         else:
             input_ids = input_ids[-self.fmt.max_length:]
-        cut = Cut(turns=len(pieces), turns_kept=sum(a is not None for a in alloc),
-                  text_tokens=sum(map(sum, lengths)), text_tokens_kept=sum(sum(a) for a in alloc if a is not None))
         return FormattedPair(input_ids, cut)
-
-    def _body(self, pieces, alloc) -> list[int]:
-        body: list[int] = []
-        for turn, kept in zip(pieces, alloc):
-            if kept is None:
-                continue
-            if body:
-                body += self.separator
-            for marker, text, n in zip(self.markers, turn, kept):
-                body += marker + list(text[:n])
-        return body
 
 
 def format_pairs(records: Sequence[PairRecord], tokenizer, fmt: InputFormat) -> list[FormattedPair]:

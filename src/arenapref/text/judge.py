@@ -15,7 +15,14 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Sequence
 
 from arenapref.data.record import PairRecord
-from arenapref.text.format import Cut, InputFormat, allocate_turns, pair_turns, special_affixes
+from arenapref.errors import ConfigError
+from arenapref.text.format import (
+    Cut,
+    InputFormat,
+    TurnLayout,
+    special_affixes,
+    tokenize_turns,
+)
 
 SENTINEL = "\x00ARENAPREF_CONVERSATION\x00"
 JUDGE_TEMPLATES = ("auto", "chat", "plain")
@@ -43,9 +50,9 @@ class JudgePrompt:
 
     def __post_init__(self):
         if self.template not in JUDGE_TEMPLATES:
-            raise ValueError(f"template {self.template!r}: choose one of {JUDGE_TEMPLATES}")
+            raise ConfigError(f"template {self.template!r}: choose one of {JUDGE_TEMPLATES}")
         if self.label_words is not None and len(self.label_words) != 3:
-            raise ValueError(f"label_words needs three words (A wins, B wins, tie), got {list(self.label_words)}")
+            raise ConfigError(f"label_words needs three words (A wins, B wins, tie), got {list(self.label_words)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,7 +71,7 @@ class JudgeFormatter:
         self.prompt = prompt
         has_chat = bool(getattr(tokenizer, "chat_template", None))
         if prompt.template == "chat" and not has_chat:
-            raise ValueError("template 'chat' needs a tokenizer with a chat template; this one has none: use 'plain' or 'auto'")
+            raise ConfigError("template 'chat' needs a tokenizer with a chat template; this one has none: use 'plain' or 'auto'")
         self.template = "chat" if (prompt.template == "chat" or (prompt.template == "auto" and has_chat)) else "plain"
         enc = lambda s: tokenizer.encode(s, add_special_tokens=False) if s else []  # noqa: E731
         self.head, self.tail = self._head_tail(enc)
@@ -74,20 +81,20 @@ class JudgeFormatter:
         for w in words:
             tokens = enc(w)
             if not tokens:
-                raise ValueError(f"label word {w!r} has no tokens")
+                raise ConfigError(f"label word {w!r} has no tokens")
             ids.append(tokens[0])
         if len(set(ids)) != 3:
-            raise ValueError(f"label words {list(words)} start with the same token ({ids}); choose words whose first "
+            raise ConfigError(f"label words {list(words)} start with the same token ({ids}); choose words whose first "
                              "tokens differ")
         self.label_token_ids = tuple(int(i) for i in ids)
-        self.markers = (enc(prompt.prompt_marker), enc(prompt.a_marker), enc(prompt.b_marker))
-        self.separator = enc(prompt.turn_separator)
-        self.turn_overhead = sum(map(len, self.markers)) + len(self.separator)
+        self.layout = TurnLayout.encode(tokenizer, prompt.prompt_marker, prompt.a_marker, prompt.b_marker,
+                                        prompt.turn_separator)
+        self.turn_overhead = self.layout.turn_overhead
         self.fixed = len(self.head) + len(self.tail)
         if prompt.max_length - self.fixed - self.turn_overhead < 8:
-            raise ValueError(f"max_length={prompt.max_length} leaves no room for the conversation: the judging prompt "
+            raise ConfigError(f"max_length={prompt.max_length} leaves no room for the conversation: the judging prompt "
                              f"alone takes {self.fixed + self.turn_overhead} tokens; raise max_length")
-        self.budget_format = InputFormat(template="plain", max_length=max(prompt.max_length, 16),
+        self.budget_format = InputFormat(template="plain", max_length=max(prompt.max_length, 32),
                                          max_prompt_tokens=prompt.max_prompt_tokens,
                                          max_response_tokens=prompt.max_response_tokens,
                                          prompt_weight=prompt.prompt_weight, min_turn_tokens=prompt.min_turn_tokens)
@@ -101,7 +108,7 @@ class JudgeFormatter:
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             text += p.answer_prefix or ""
             if text.count(SENTINEL) != 1:
-                raise ValueError("the chat template does not keep the user message intact; use template 'plain'")
+                raise ConfigError("the chat template does not keep the user message intact; use template 'plain'")
             head, tail = text.split(SENTINEL)
             return enc(head), enc(tail)
         prefix, _ = special_affixes(self.tokenizer)  # a trailing [SEP]/</s> would end the text before the answer
@@ -113,13 +120,8 @@ class JudgeFormatter:
     def format_both(self, records: Sequence[PairRecord], swapped: bool = True
                     ) -> tuple[list[list[int]], list[list[int]] | None, list[Cut]]:
         """Token ids of each record as it is and, with `swapped`, with A and B exchanged; and the forward cuts."""
-        turns = [pair_turns(r) for r in records]
-        texts = [t for pair in turns for turn in pair for t in turn]
-        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        forward, backward, cuts, k = [], [], [], 0
-        for pair in turns:
-            pieces = [tuple(ids[k + 3 * i: k + 3 * i + 3]) for i in range(len(pair))]
-            k += 3 * len(pair)
+        forward, backward, cuts = [], [], []
+        for pieces in tokenize_turns(self.tokenizer, records):
             seq, cut = self._assemble(pieces)
             forward.append(seq)
             cuts.append(cut)
@@ -131,17 +133,5 @@ class JudgeFormatter:
         return self.format_both(records, swapped=False)[0]
 
     def _assemble(self, pieces) -> tuple[list[int], Cut]:
-        lengths = [tuple(len(x) for x in turn) for turn in pieces]
-        budget = self.prompt.max_length - self.fixed + len(self.separator)  # the first kept turn has no separator
-        alloc = allocate_turns(lengths, budget, self.budget_format, self.turn_overhead)
-        body: list[int] = []
-        for turn, kept in zip(pieces, alloc):
-            if kept is None:
-                continue
-            if body:
-                body += self.separator
-            for marker, text, n in zip(self.markers, turn, kept):
-                body += marker + list(text[:n])
-        cut = Cut(turns=len(pieces), turns_kept=sum(a is not None for a in alloc), text_tokens=sum(map(sum, lengths)),
-                  text_tokens_kept=sum(sum(a) for a in alloc if a is not None))
+        body, cut = self.layout.body(pieces, self.prompt.max_length - self.fixed, self.budget_format)
         return self.head + body + self.tail, cut

@@ -4,23 +4,35 @@
   cross-entropy (with optional label smoothing while training); eval reports log loss and accuracy;
 - "full swap": row 2i is a pair and row 2i+1 its A/B swap; `GroupedSampler` shuffles whole groups, so with an
   even batch size both orders always share a batch, hence an optimizer step;
-- the sampler's order depends only on (seed, epoch), so a resumed run skips exactly the batches it already did.
+- the sampler's order depends only on (seed, epoch), so a resumed run skips exactly the batches it already did;
+- a checkpoint counts only once it is complete: a marker file is written after the Trainer has saved everything,
+  and `--resume` takes the newest checkpoint with a marker (one cut short by a kill is removed, not resumed).
+
+Both sequence families train here: the cross-encoder reads the head's logits, the judge the logits of its label
+tokens (`loss_fn`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import shutil
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import (
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
+from arenapref.errors import ConfigError, DeviceError
 from arenapref.metrics import accuracy, log_loss
 
 
@@ -108,25 +120,73 @@ def eval_metrics(prediction) -> dict[str, float]:
     return {"log_loss": log_loss(targets, probs), "accuracy": accuracy(targets, probs)}
 
 
+def classifier_logits(model, inputs) -> torch.Tensor:
+    """A sequence classifier's 3 logits per row (the cross-encoder's loss input)."""
+    return model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+
+
 class PairTrainer(Trainer):
+    """The Trainer with soft cross-entropy on `logits_fn(model, inputs)` (default: a classifier's head), and a
+    sampler that keeps each pair next to its swap."""
+
     # compute_loss returns a per-batch mean, so the Trainer divides it for gradient accumulation
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, group_size: int = 1, label_smoothing: float = 0.0, **kwargs):
+    def __init__(self, *args, group_size: int = 1, label_smoothing: float = 0.0,
+                 logits_fn: Callable = classifier_logits, log_probs: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.group_size = group_size
         self.label_smoothing = label_smoothing
+        self.logits_fn = logits_fn
+        self.log_probs = log_probs  # logits_fn returns log-probabilities already (not renormalised over the labels)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        targets = inputs["targets"]
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-        logits = outputs.logits.float()
-        loss = soft_cross_entropy(logits, targets, self.label_smoothing if model.training else 0.0)
+        logits = self.logits_fn(model, inputs).float()
+        smoothing = self.label_smoothing if model.training else 0.0
+        if self.log_probs:
+            targets = inputs["targets"]
+            if smoothing:
+                targets = (1 - smoothing) * targets + smoothing / targets.shape[-1]
+            loss = -(targets * logits).sum(-1).mean()
+        else:
+            loss = soft_cross_entropy(logits, inputs["targets"], smoothing)
         return (loss, {"logits": logits}) if return_outputs else loss
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         return GroupedSampler(len(dataset), self.group_size, self.args.seed)
+
+
+# --- complete checkpoints -------------------------------------------------------------------------------------
+COMPLETE = "arenapref-complete.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class MarkCompleteCheckpoints(TrainerCallback):
+    """Writes a marker into each checkpoint after the Trainer has saved all of it (on_save runs last)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                tmp = folder / (COMPLETE + ".tmp")
+                tmp.write_text(json.dumps({"global_step": state.global_step}), encoding="utf-8")
+                os.replace(tmp, folder / COMPLETE)
+        return control
+
+
+def checkpoints(directory: Path) -> list[tuple[int, Path, bool]]:
+    """(step, folder, complete) of every checkpoint-N folder, newest first."""
+    found = []
+    for folder in Path(directory).glob("checkpoint-*"):
+        m = _CHECKPOINT.match(folder.name)
+        if m and folder.is_dir():
+            found.append((int(m.group(1)), folder, (folder / COMPLETE).is_file()))
+    return sorted(found, reverse=True)
+
+
+def last_complete_checkpoint(directory: Path) -> Path | None:
+    return next((folder for _, folder, complete in checkpoints(directory) if complete), None)
 
 
 def world_size() -> int:
@@ -142,7 +202,7 @@ def mixed_precision(choice: str) -> dict[str, bool]:
     """fp16/bf16 autocast flags for the Trainer: bf16 where the GPU has it, else fp16; none on CPU."""
     if not torch.cuda.is_available():
         if choice in ("fp16", "bf16"):
-            raise ValueError(f"precision {choice!r} needs a CUDA GPU; on CPU use precision: auto or fp32")
+            raise DeviceError(f"precision {choice!r} needs a CUDA GPU; on CPU use precision: auto or fp32")
         return {}
     if choice == "auto":
         choice = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -156,7 +216,7 @@ def training_arguments(config, output_dir: Path, has_eval: bool, progress: bool)
     kwargs = dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.predict_batch_size,
+        per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
@@ -169,7 +229,7 @@ def training_arguments(config, output_dir: Path, has_eval: bool, progress: bool)
         eval_strategy="steps" if has_eval else "no",
         eval_steps=config.eval_steps if has_eval else None,
         save_strategy="steps",
-        save_steps=config.eval_steps if early else config.save_steps,
+        save_steps=config.save_steps,  # with early stopping a multiple of eval_steps (config.TrainingFields checks)
         save_total_limit=config.save_total_limit,
         load_best_model_at_end=early,
         metric_for_best_model="log_loss" if early else None,
@@ -192,25 +252,29 @@ def training_arguments(config, output_dir: Path, has_eval: bool, progress: bool)
 
 
 def train(model, train_data: PairDataset, eval_data: PairDataset | None, config, output_dir: Path, pad_token_id: int,
-          resume: bool = False, callbacks: Sequence = (), progress: bool = False) -> PairTrainer:
-    """Runs the Trainer; `resume` continues from the newest checkpoint in `output_dir` (a fresh start if none),
-    otherwise old checkpoints there are removed so they cannot be mistaken for this run's."""
+          resume: bool = False, callbacks: Sequence = (), progress: bool = False,
+          logits_fn: Callable = classifier_logits, log_probs: bool = False) -> PairTrainer:
+    """Runs the Trainer; `resume` continues from the newest complete checkpoint in `output_dir` (a fresh start if
+    none; incomplete ones, cut short by a kill, are removed), otherwise old checkpoints there are removed so they
+    cannot be mistaken for this run's. `trainer.resumed_from` names the checkpoint used, or is None."""
     output_dir = Path(output_dir)
     group_size = 2 if config.swap_augment else 1
     if group_size == 2 and config.batch_size % 2:
-        raise ValueError(f"batch_size={config.batch_size}: full swap puts a pair and its swap in one batch, so use an even batch size")
-    last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
-    if not resume and output_dir.is_dir() and is_main_process():
-        for old in output_dir.glob("checkpoint-*"):
-            shutil.rmtree(old, ignore_errors=True)
+        raise ConfigError(f"batch_size={config.batch_size}: full swap puts a pair and its swap in one batch, so use an even batch size")
+    last = last_complete_checkpoint(output_dir) if resume and output_dir.is_dir() else None
+    if is_main_process() and output_dir.is_dir():
+        for _, folder, complete in checkpoints(output_dir):
+            if not resume or not complete:
+                shutil.rmtree(folder, ignore_errors=True)
     args = training_arguments(config, output_dir, eval_data is not None, progress)
-    cbs = list(callbacks)
+    cbs = [MarkCompleteCheckpoints(), *callbacks]
     if args.load_best_model_at_end:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     trainer = PairTrainer(
         model=model, args=args, data_collator=PairCollator(pad_token_id), train_dataset=train_data,
         eval_dataset=eval_data, compute_metrics=eval_metrics if eval_data is not None else None, callbacks=cbs,
-        group_size=group_size, label_smoothing=config.label_smoothing,
+        group_size=group_size, label_smoothing=config.label_smoothing, logits_fn=logits_fn, log_probs=log_probs,
     )
-    trainer.train(resume_from_checkpoint=last)
+    trainer.resumed_from = str(last) if last else None
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
     return trainer

@@ -18,8 +18,12 @@ from typing import Sequence
 import numpy as np
 
 from arenapref.data.record import PairRecord
+from arenapref.errors import UsageError
 from arenapref.infer.batching import cut_batches, plan_batches
-from arenapref.infer.engine import EngineOptions, TransformersBackend, resolve_devices, run_engine
+from arenapref.infer.engine import run_engine
+from arenapref.infer.local import TransformersBackend
+from arenapref.infer.options import EngineOptions, resolve_devices
+from arenapref.models.base import PairModel, SequenceModel
 
 
 @dataclass
@@ -68,11 +72,16 @@ def spread_sample(lengths: Sequence[int], k: int) -> np.ndarray:
     return order[np.linspace(0, len(order) - 1, k).round().astype(int)]
 
 
-def estimate_run(model, records: Sequence[PairRecord], options: EngineOptions, swap_tta: bool = True,
-                 timed_rows: int = 32, tokenize_rows: int = 512, seed: int = 0) -> Estimate:
+def estimate_run(model: PairModel, records: Sequence[PairRecord], options: EngineOptions | None = None,
+                 swap_tta: bool = True, timed_rows: int = 32, tokenize_rows: int = 512, seed: int = 0) -> Estimate:
+    """How long `predict` of `model` on `records` takes here with `options`: a sequence model's run is planned
+    batch by batch from a tokenized sample and timed on a sample spread over the lengths; a tabular model is timed
+    on a sample and scaled by rows."""
     n = len(records)
     if n == 0:
-        raise ValueError("no rows to estimate")
+        raise UsageError("no rows to estimate")
+    if options is None:
+        options = model.engine_options(progress=False) if isinstance(model, SequenceModel) else EngineOptions(progress=False)
     rng = np.random.default_rng(seed)
     sample = rng.choice(n, size=min(n, tokenize_rows), replace=False)
     est = Estimate(rows=n, sample_rows=len(sample), timed_rows=0, swap_tta=swap_tta, backend=options.backend,
@@ -81,15 +90,15 @@ def estimate_run(model, records: Sequence[PairRecord], options: EngineOptions, s
                                                   "devices": resolve_devices(options.devices),
                                                   "quantization": options.quantization})
     sample_records = [records[i] for i in sample]
-    if not hasattr(model, "engine_sequences"):
+    if not isinstance(model, SequenceModel):
         return _estimate_plain(model, records, sample_records, swap_tta, timed_rows, est)
     if options.backend != "transformers":
         est.notes.append(f"measured with the transformers back-end: {options.backend} is not timed here")
     start = time.perf_counter()
-    model.engine_sequences(sample_records[:1], swap_tta)  # loads the tokenizer: not part of the per-row time
+    model.sequences(sample_records[:1], swap_tta)  # loads the tokenizer: not part of the per-row time
     est.load_seconds += time.perf_counter() - start
     start = time.perf_counter()
-    forward, swapped = model.engine_sequences(sample_records, swap_tta)
+    forward, swapped = model.sequences(sample_records, swap_tta)
     est.tokenize_seconds = (time.perf_counter() - start) * n / len(sample)
     orders = 2 if swapped is not None else 1
     lengths = [len(s) for s in forward] + [len(s) for s in (swapped or [])]
@@ -104,7 +113,7 @@ def estimate_run(model, records: Sequence[PairRecord], options: EngineOptions, s
     est.load_seconds += time.perf_counter() - start
     pick = spread_sample([len(s) for s in forward], min(timed_rows, len(forward)))
     seqs = [forward[i] for i in pick] + ([swapped[i] for i in pick] if swapped is not None else [])
-    pad = model.formatter().tokenizer.pad_token_id
+    pad = model.pad_token_id
     quiet = EngineOptions(token_budget=options.token_budget, max_batch_rows=options.max_batch_rows, progress=False)
     warm = plan_batches(seqs, options.token_budget, options.max_batch_rows)[-1]  # the shortest batch
     run_engine(TransformersBackend(score, pad, quiet), [seqs[int(i)] for i in warm], quiet)
@@ -133,5 +142,6 @@ def _estimate_plain(model, records, sample_records, swap_tta, timed_rows, est: E
     est.pairs_per_second = k / seconds
     est.score_seconds = seconds * len(records) / k
     est.settings = {}  # the engine's settings do not apply
-    est.notes.append(f"{type(model).__name__} does not use the engine: predict_proba timed on {k} rows and scaled")
+    est.notes.append(f"the {model.family} model predicts directly, not on the engine: predict_proba timed on {k} "
+                     "rows and scaled")
     return est

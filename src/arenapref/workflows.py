@@ -1,0 +1,359 @@
+"""What each command does, as library functions: they take records and paths, return results, and raise
+`ArenaprefError`s; they never print (the CLI prints, `demo` calls them too).
+
+Every output is checked before the long work starts (a file where a folder is needed, a read-only folder) and
+written atomically; work in progress (engine results, training checkpoints) is deleted only once its product
+is safely on disk.
+
+    run = load_run_config(model="features")
+    cv = run_cv(records, run, Path("runs/cv"))                 # oof.csv, scores.csv, config.yaml
+    trained = run_train(records, run, Path("models/features"))
+    predicted = run_predict(Path("models/features"), test_records, Path("submission.csv"))
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from arenapref.config import RunConfig, config_yaml
+from arenapref.cv import CVResult, cross_validate, first_unlabelled, score_targets
+from arenapref.data.record import LABELS, PairRecord
+from arenapref.errors import UsageError
+from arenapref.files import check_output_dir, check_output_file, write_frame, write_text
+from arenapref.infer.options import BACKENDS, QUANTIZATION, EngineOptions
+from arenapref.models.base import PairModel, SequenceModel, build_model, load_model
+
+
+# --- cv ---------------------------------------------------------------------------------------------------------
+@dataclass
+class CVRun:
+    result: CVResult
+    seconds: float
+    files: dict[str, Path]
+
+
+def run_cv(records: Sequence[PairRecord], run: RunConfig, output: Path, progress: bool | None = True) -> CVRun:
+    """Grouped k-fold CV of `run.model` beside the baselines; writes oof.csv, scores.csv and config.yaml to
+    `output` (a folder)."""
+    check_output_dir(output, "cv output folder")
+    start = time.perf_counter()
+    result = cross_validate(records, run, show_progress=progress)
+    files = {"oof": output / "oof.csv", "scores": output / "scores.csv", "config": output / "config.yaml"}
+    write_frame(result.predictions_frame(), files["oof"], "out-of-fold predictions")
+    write_frame(result.table, files["scores"], "scores")
+    write_text(files["config"], config_yaml(run), "config")
+    return CVRun(result, time.perf_counter() - start, files)
+
+
+# --- train ------------------------------------------------------------------------------------------------------
+@dataclass
+class TrainRun:
+    model: PairModel
+    seconds: float
+    directory: Path
+    resumed_from: str | None = None
+
+
+def run_train(records: Sequence[PairRecord], run: RunConfig, output: Path, resume: bool = False,
+              progress: bool | None = True) -> TrainRun:
+    """Trains `run.model` on every record (and its swaps) and saves it to `output` whole: an existing model there
+    is replaced only once the new one is complete. With `resume` (step-trained families), a killed run continues
+    from its last complete checkpoint."""
+    if resume:
+        if "resume" not in type(run.model).model_fields:
+            raise UsageError(f"--resume applies to families that train in steps (transformer, judge), not "
+                             f"{run.model.family!r}")
+        run = run.model_copy(update={"model": run.model.model_copy(update={"resume": True})})
+    check_output_dir(output)
+    where = first_unlabelled(records)
+    if where is not None:
+        raise UsageError(f"training needs labels: {where} has none (is this a test file?)")
+    start = time.perf_counter()
+    model = build_model(run.model).fit(records, progress=progress)
+    resumed = (getattr(model, "train_report_", None) or {}).get("resumed_from")
+    model.save(output, extra_files={"run.yaml": config_yaml(run)})
+    return TrainRun(model, time.perf_counter() - start, output, resumed)
+
+
+# --- predict ----------------------------------------------------------------------------------------------------
+@dataclass
+class EngineRequest:
+    """The engine flags of `predict` / `estimate` as the user gave them (None / False: not given)."""
+
+    token_budget: int | None = None
+    work_dir: Path | None = None
+    resume: bool = False
+    backend: str | None = None
+    quantization: str | None = None
+
+    def __post_init__(self):
+        if self.token_budget is not None and self.token_budget < 1:
+            raise UsageError(f"--token-budget {self.token_budget}: use a positive number of padded tokens per batch")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise UsageError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        if self.quantization is not None and self.quantization not in QUANTIZATION:
+            raise UsageError(f"--quantize {self.quantization!r}: choose one of {', '.join(QUANTIZATION)}")
+
+    def given(self) -> list[str]:
+        flags = {"--token-budget": self.token_budget is not None, "--work-dir": self.work_dir is not None,
+                 "--resume": self.resume, "--backend": self.backend not in (None, "transformers"),
+                 "--quantize": self.quantization not in (None, "none")}
+        return [name for name, on in flags.items() if on]
+
+    def check_applies(self, model: PairModel) -> None:
+        if not isinstance(model, SequenceModel) and self.given():
+            raise UsageError(f"{', '.join(self.given())}: engine options apply to sequence models (transformer, judge); "
+                             f"the {model.family} model predicts directly")
+
+    def options(self, model: SequenceModel, work_dir: Path | None, **extra) -> EngineOptions:
+        settings = dict(work_dir=work_dir, resume=self.resume, backend=self.backend or "transformers",
+                        quantization=self.quantization, **extra)
+        if self.token_budget is not None:
+            settings["token_budget"] = self.token_budget
+        return model.engine_options(**settings)
+
+
+def default_work_dir(output: Path) -> Path:
+    return output.with_name(output.name + ".parts")
+
+
+@dataclass
+class PredictRun:
+    probs: np.ndarray
+    seconds: float
+    model: PairModel
+    work_dir: Path | None = None  # where engine results were kept (removed when it was the default one)
+    stats: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def predict_records(model: PairModel, records: Sequence[PairRecord], swap_tta: bool | None = None,
+                    options: EngineOptions | None = None, batch_size: int = 2048, progress: bool | None = True) -> np.ndarray:
+    """predict_proba with a progress bar: a sequence model on the engine (which shows its own), a tabular model in
+    batches of `batch_size` rows."""
+    from arenapref.progress import progress_bar
+
+    if isinstance(model, SequenceModel):
+        if options is not None and options.progress is None:
+            options.progress = progress
+        return model.predict_proba(records, swap_tta=swap_tta, options=options or model.engine_options(progress=progress))
+    parts = []
+    with progress_bar(progress, rate="pairs") as bar:
+        task = bar.add_task(f"predict {model.family}", total=len(records))
+        for i in range(0, len(records), batch_size):
+            chunk = records[i:i + batch_size]
+            parts.append(model.predict_proba(chunk, swap_tta=swap_tta))
+            bar.advance(task, len(chunk))
+    return np.vstack(parts) if parts else np.zeros((0, 3))
+
+
+def run_predict(model_dir: Path, records: Sequence[PairRecord], output: Path, swap_tta: bool | None = None,
+                engine: EngineRequest | None = None, batch_size: int = 2048, trust_pickle: bool = False,
+                progress: bool | None = True) -> PredictRun:
+    """A Kaggle submission for `records` (one row per record, in order) from the model in `model_dir`.
+
+    Sequence models keep their results in a work dir batch by batch (default `<output>.parts`, so a killed run
+    continues with `resume`); the default one is removed only after the submission is on disk. `swap_tta`
+    None: the model's own setting."""
+    from arenapref.infer.store import probe_work_dir
+    from arenapref.submission import write_submission
+
+    engine = engine or EngineRequest()
+    check_output_file(output, "submission")
+    work_dir = engine.work_dir or default_work_dir(output)
+    notes = []
+    if engine.resume and not (work_dir / "manifest.json").exists():
+        notes.append(f"--resume: no earlier results in {work_dir}; starting from the first row")
+    probe_work_dir(work_dir)  # another run using it is reported before the model loads
+    model = load_model(model_dir, trust_pickle=trust_pickle)
+    engine.check_applies(model)
+    start = time.perf_counter()
+    stats: dict = {}
+    if isinstance(model, SequenceModel):
+        options = engine.options(model, work_dir, progress=progress)
+        probs = predict_records(model, records, swap_tta, options)
+        stats = options.stats
+    else:
+        work_dir = None
+        probs = predict_records(model, records, swap_tta, batch_size=batch_size, progress=progress)
+    write_submission([r.id for r in records], probs, output)
+    if work_dir is not None and engine.work_dir is None:
+        shutil.rmtree(work_dir, ignore_errors=True)  # the submission is safe: its parts are no longer needed
+    if stats.get("resumed_rows"):
+        notes.append(f"resumed: {stats['resumed_rows']} of {stats['rows']} sequences were already scored in {work_dir}")
+    if stats.get("oom_splits"):
+        notes.append(f"{stats['oom_splits']} batch(es) ran out of memory and were split; a smaller --token-budget "
+                     "avoids the retries")
+    return PredictRun(probs, time.perf_counter() - start, model, work_dir, stats, notes)
+
+
+# --- estimate ---------------------------------------------------------------------------------------------------
+def run_estimate(model_dir: Path, records: Sequence[PairRecord], engine: EngineRequest | None = None,
+                 swap_tta: bool = True, timed_rows: int = 32, sample_rows: int = 512, trust_pickle: bool = False):
+    """How long `predict` would take on `records` with these settings, on this machine (estimate.Estimate)."""
+    from arenapref.estimate import estimate_run
+
+    engine = engine or EngineRequest()
+    if engine.work_dir is not None or engine.resume:
+        raise UsageError("--work-dir and --resume apply to predict, not estimate")
+    model = load_model(model_dir, trust_pickle=trust_pickle)
+    engine.check_applies(model)
+    options = engine.options(model, None, progress=False) if isinstance(model, SequenceModel) else None
+    return estimate_run(model, records, options, swap_tta=swap_tta, timed_rows=timed_rows, tokenize_rows=sample_rows)
+
+
+# --- calibrate --------------------------------------------------------------------------------------------------
+@dataclass
+class CalibrationRun:
+    calibrator: object
+    table: object  # held-out report on the rows it was fitted on (cross-fitted)
+    fitted_on: str
+    oof_table: object | None = None  # with --target: the same calibration on the OOF rows
+    notes: list[str] = field(default_factory=list)
+
+
+def _oof_inputs(oof_csv: Path) -> dict:
+    from arenapref.ensemble import default_folds
+    from arenapref.predictions import read_prediction_file
+
+    df = read_prediction_file(oof_csv, need_labels=True)
+    return {"probs": df[list(LABELS)].to_numpy(), "targets": np.eye(3)[[LABELS.index(v) for v in df["label"]]],
+            "folds": df["fold"].to_numpy(int) if "fold" in df.columns else default_folds(len(df)),
+            "sources": df["source"].to_numpy() if "source" in df.columns else None}
+
+
+def _other_model_note(oof_csv: Path, model: PairModel) -> str | None:
+    """`arenapref cv` writes config.yaml beside oof.csv: say so when it describes a different model."""
+    import yaml
+
+    from arenapref.config import config_dict
+
+    config_path = oof_csv.parent / "config.yaml"
+    if not config_path.exists():
+        return None
+    try:
+        oof_model = (yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}).get("model")
+    except (OSError, yaml.YAMLError):
+        return None
+    if isinstance(oof_model, dict) and oof_model != config_dict(model.config):
+        return (f"{config_path} describes a different model than the {model.family} model in the model directory; "
+                "calibration fitted on another model's predictions may not fit this one")
+    return None
+
+
+def run_calibrate(model_dir: Path, oof_csv: Path | None = None, target: Sequence[PairRecord] | None = None,
+                  target_name: str = "", asymmetric: bool = False, folds: int = 5,
+                  trust_pickle: bool = False) -> CalibrationRun:
+    """Fits temperature and tie bias on held-out predictions (the OOF file, or the model's predictions for
+    labelled `target` rows), reports log loss before/after cross-fitted by fold, and stores the calibration in
+    the model directory."""
+    from arenapref.calibrate import calibration_table, cross_fit
+    from arenapref.data.folds import GroupedFolds
+    from arenapref.models.base import save_calibration
+    from arenapref.models.calibration import Calibrator
+
+    if oof_csv is None and not target:
+        raise UsageError("give an OOF file (oof.csv from `arenapref cv`) or --target data to fit the calibration on")
+    model = load_model(model_dir, trust_pickle=trust_pickle)
+    symmetric = not asymmetric
+    notes = []
+    oof = None
+    if oof_csv is not None:
+        oof = _oof_inputs(oof_csv)
+        note = _other_model_note(oof_csv, model)
+        if note:
+            notes.append(note)
+    if target:
+        where = first_unlabelled(target)
+        if where is not None:
+            raise UsageError(f"--target rows need labels (calibration is fitted against them): {where} has none")
+        try:
+            fold_ids = GroupedFolds(folds).fold_ids(target)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        model.calibration = None  # fit on what the model itself predicts, not on a previous calibration
+        fit = {"probs": model.predict_proba(target), "targets": score_targets(target), "folds": fold_ids,
+               "sources": np.array([r.source for r in target])}
+        fitted_on = f"target: {target_name}"
+    else:
+        fit, fitted_on = oof, f"oof: {oof_csv}"
+    try:
+        after = cross_fit(fit["probs"], fit["targets"], fit["folds"], symmetric)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    table = calibration_table(fit["targets"], fit["probs"], after, fit["folds"], fit["sources"])
+    calibrator = Calibrator(symmetric).fit(fit["probs"], fit["targets"])
+    pooled = table[table["slice"] == "pooled"].iloc[0]
+    calibrator.info |= {"fitted_on": fitted_on, "heldout_logloss_before": float(pooled["logloss before"]),
+                        "heldout_logloss_after": float(pooled["logloss after"])}
+    oof_table = None
+    if target and oof is not None:
+        oof_table = calibration_table(oof["targets"], oof["probs"], calibrator.transform(oof["probs"]), oof["folds"],
+                                      oof["sources"])
+    if pooled["logloss after"] > pooled["logloss before"]:
+        notes.append(f"calibration made held-out log loss worse; it is stored anyway (delete "
+                     f"{model_dir / 'calibration.json'} to drop it)")
+    save_calibration(model_dir, calibrator)
+    return CalibrationRun(calibrator, table, fitted_on, oof_table, notes)
+
+
+# --- ensemble ---------------------------------------------------------------------------------------------------
+def run_ensemble(oof: Sequence[Path], test: Sequence[Path] | None, output: Path, stack: bool = False):
+    """Blend weights (or a stack) from OOF files, reported cross-fitted; the blended submission and the weights
+    (<output stem>.weights.json) are written when test files are given."""
+    from arenapref.ensemble import ensemble, write_weights
+    from arenapref.submission import write_submission
+
+    check_output_file(output, "blended submission")
+    result = ensemble(oof, test, stack=stack)
+    result.weights_path = write_weights(result, output.with_name(output.stem + ".weights.json"))
+    if result.test_probs is not None:
+        write_submission(result.test_ids, result.test_probs, output)
+    return result
+
+
+# --- rank and report --------------------------------------------------------------------------------------------
+def run_rank(records: Sequence[PairRecord], n_bootstrap: int = 200, seed: int = 0, style_control: bool = False,
+             ci: float = 0.95, output: Path | None = None, winrate_output: Path | None = None):
+    """Bradley-Terry ratings with bootstrap intervals; ratings and win-rate matrix CSVs written when asked."""
+    from arenapref.rank import rank
+
+    for path in (output, winrate_output):
+        if path is not None:
+            check_output_file(path, "ratings")
+    result = rank(records, n_bootstrap=n_bootstrap, seed=seed, style_control=style_control, ci=ci)
+    result.files = {}
+    if output is not None:
+        result.files["ratings"] = write_frame(result.table(), output, "ratings")
+        winrate_output = winrate_output or output.with_name(f"{output.stem}-winrate.csv")
+    if winrate_output is not None:
+        result.files["win rates"] = write_frame(result.win_rate_matrix(), winrate_output, "win-rate matrix", index=True)
+    return result
+
+
+def run_report(records: Sequence[PairRecord], oof: Sequence[tuple[str, Path]], output: Path,
+               model_dir: Path | None = None, n_bootstrap: int = 200, title: str = "arenapref report",
+               inputs: Sequence[str] = (), trust_pickle: bool = False):
+    """One self-contained HTML page (report/), written atomically."""
+    from arenapref.report import build_report
+
+    check_output_file(output, "report")
+    model = load_model(model_dir, trust_pickle=trust_pickle) if model_dir is not None else None
+    page = build_report(records, oof, model=model, model_dir=model_dir, n_bootstrap=n_bootstrap, title=title,
+                        inputs=inputs)
+    write_text(output, page.html, "report")
+    return page
+
+
+def run_merge(model_dirs: Sequence[Path], output: Path) -> Path:
+    """LoRA merged into the base (fold models averaged first): a plain transformers checkpoint."""
+    from arenapref.models.merge import merge_model
+
+    check_output_dir(output, "merged model directory")
+    return merge_model(model_dirs, output)

@@ -15,8 +15,25 @@ def log_loss(targets: np.ndarray, probs: np.ndarray) -> float:
     return float(-(np.asarray(targets) * np.log(p)).sum(axis=1).mean())
 
 
+# Probabilities this close to a row's maximum count as tied with it (averaging both A/B orders can leave an
+# exact tie off by a rounding error).
+TIE_TOLERANCE = 1e-12
+
+
 def accuracy(targets: np.ndarray, probs: np.ndarray) -> float:
-    return float((np.argmax(targets, axis=1) == np.argmax(probs, axis=1)).mean())
+    """Share of rows whose most probable class is the target's (the argmax of `targets`, i.e. hard labels).
+
+    Where k classes share a row's maximum probability, the row earns 1/k if the target is one of them: the
+    expected accuracy of breaking the tie at random. (np.argmax breaks every tie towards the first class, so a
+    symmetric prior with P(A) = P(B) would be credited with every A win.) NaN for no rows.
+    """
+    p = np.asarray(probs, dtype=float)
+    if len(p) == 0:
+        return float("nan")
+    target = np.argmax(np.asarray(targets), axis=1)
+    tied = p >= p.max(axis=1, keepdims=True) - TIE_TOLERANCE
+    credit = tied[np.arange(len(p)), target] / tied.sum(axis=1)
+    return float(credit.mean())
 
 
 def uniform(n: int) -> np.ndarray:

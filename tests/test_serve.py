@@ -379,6 +379,48 @@ def test_one_failing_request_does_not_fail_the_others_in_its_batch():
     assert [r.status_code for r in responses] == [200, 200, 200, 500, 200, 200]
 
 
+def test_a_request_that_timed_out_stops_using_the_scoring_thread():
+    """A 20-pair request in chunks of 2 would hold the one scoring thread for 2.5 s; once it has answered 504
+    its remaining chunks are skipped, so the next request is scored in time."""
+    slow = LengthModel(delay=0.25)
+    big = {"pairs": [{"prompt": f"q{i}", "response_a": "a", "response_b": "b"} for i in range(20)], "swap": False}
+    with TestClient(create_app(slow, ServeSettings(max_batch=2, request_timeout_s=1.0))) as c:
+        first = c.post("/v1/judge", json=big)
+        second = c.post("/v1/judge", json={"prompt": "p", "response_a": "a", "response_b": "b", "swap": False})
+        batching = c.get("/healthz").json()["batching"]
+    assert first.status_code == 504 and second.status_code == 200, second.text
+    assert sum(n for n, _ in slow.calls) <= 12, slow.calls  # at most 5 chunks of the big one, then the small one
+    assert batching["dropped_requests"] == 1 and batching["skipped_pairs"] >= 8
+
+
+def test_a_request_that_gives_up_in_the_queue_frees_its_place_and_is_never_scored():
+    release, seen = threading.Event(), []
+
+    def score(items):
+        seen.extend(items)
+        release.wait(5)
+        return np.zeros((len(items), 3))
+
+    async def go():
+        batcher = MicroBatcher(score, max_batch=8, max_wait_ms=0, max_queue=3)
+        await batcher.start()
+        busy = asyncio.ensure_future(batcher.submit(["busy"]))  # holds the scoring thread
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(batcher.submit(["late-1", "late-2"]), 0.05)
+        after = asyncio.ensure_future(batcher.submit(["next-1", "next-2"]))  # 2 + 2 > 3 if "late" still counted
+        await asyncio.sleep(0.02)
+        release.set()
+        await busy
+        rows = await after
+        await batcher.stop()
+        return rows, batcher.stats
+
+    rows, stats = asyncio.run(go())
+    assert len(rows) == 2 and seen == ["busy", "next-1", "next-2"]
+    assert stats.dropped_requests == 1 and stats.skipped_pairs == 2
+
+
 def test_batcher_respects_max_batch_and_keeps_order():
     sizes = []
 

@@ -7,7 +7,6 @@ Real data lives read-only outside the repository, in `../shared/data` relative t
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 
 import pytest

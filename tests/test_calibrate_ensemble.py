@@ -15,14 +15,23 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from arenapref.calibrate import CALIBRATION_FILE, Calibrator, cross_fit as calibrate_cross_fit
+from arenapref.calibrate import CALIBRATION_FILE, Calibrator
+from arenapref.calibrate import cross_fit as calibrate_cross_fit
 from arenapref.cli import app
 from arenapref.config import FeaturesConfig, PriorConfig, RunConfig
 from arenapref.cv import cross_validate, score_targets
 from arenapref.data.folds import GroupedFolds
 from arenapref.data.io import read_pairs
 from arenapref.data.record import LABELS, TIE, swap_labels
-from arenapref.ensemble import PredictionFileError, Stacker, blend, cross_fit, ensemble, fit_weights, read_predictions
+from arenapref.ensemble import (
+    PredictionFileError,
+    Stacker,
+    blend,
+    cross_fit,
+    ensemble,
+    fit_weights,
+    read_predictions,
+)
 from arenapref.metrics import log_loss
 from arenapref.models import build_model, load_model
 from arenapref.submission import grade, write_submission

@@ -12,11 +12,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import (
+    log_loss as sklearn_log_loss,  # the competition grader's metric
+)
 
 from arenapref.config import FoldsConfig, PriorConfig, RunConfig
 from arenapref.cv import cross_validate, score_targets
 from arenapref.data.record import LABELS, hard_labels
-from arenapref.metrics import log_loss, prior
+from arenapref.metrics import accuracy, log_loss, prior
 from arenapref.models import build_model
 from arenapref.submission import SubmissionError, grade, write_submission
 
@@ -216,9 +219,9 @@ def test_valid_submission_grades_with_the_metrics_log_loss(submission, solution)
     assert result["rows"] == len(IDS)
     written = pd.read_csv(submission, dtype={"id": str})[list(LABELS)].to_numpy(dtype=float)
     y = np.eye(3)[SOLUTION_LABELS]
-    assert result["log_loss"] == pytest.approx(log_loss(y, written), rel=1e-12)
+    assert result["log_loss"] == pytest.approx(sklearn_log_loss(y, written), rel=1e-12)  # as written, not renormalised
     assert result["log_loss"] == pytest.approx(log_loss(y, PROBS), rel=1e-8)
-    assert result["accuracy"] == pytest.approx(np.mean(written.argmax(1) == np.array(SOLUTION_LABELS)))
+    assert result["accuracy"] == pytest.approx(accuracy(y, written))  # written, row 104 is an exact three-way tie
     assert math.isfinite(result["log_loss"])  # the 0.0 for a wrong class is clipped, not infinite
 
 
@@ -229,8 +232,9 @@ def test_a_zero_on_the_true_class_is_clipped_like_sklearn(tmp_path, solution):
     result = grade(sub, solution)
     assert math.isfinite(result["log_loss"])
     written = pd.read_csv(sub, dtype={"id": str})[list(LABELS)].to_numpy(dtype=float)
-    assert result["log_loss"] == pytest.approx(log_loss(np.eye(3)[SOLUTION_LABELS], written), rel=1e-12)
-    assert result["log_loss"] > -math.log(1e-15) / len(IDS)
+    # the grader's metric clips at the float64 eps, not at metrics.EPS = 1e-15
+    assert result["log_loss"] == pytest.approx(sklearn_log_loss(np.eye(3)[SOLUTION_LABELS], written), rel=1e-12)
+    assert result["log_loss"] > -math.log(np.finfo(float).eps) / len(IDS)
 
 
 def test_row_order_does_not_matter(tmp_path, submission, solution):
@@ -307,8 +311,8 @@ def test_rows_not_summing_to_one_are_named(tmp_path, submission, solution):
 
 
 def test_rows_summing_to_one_within_tolerance_pass(tmp_path, submission, solution):
-    def nearly(df):
-        df.loc[0, list(LABELS)] = ["0.7004", "0.2", "0.1"]
+    def nearly(df):  # the grader rounds each sum to 6 decimals: 1.0000004 passes (1.0004 does not: test_grade.py)
+        df.loc[0, list(LABELS)] = ["0.7000004", "0.2", "0.1"]
         return df
 
     assert grade(edited(tmp_path, submission, nearly), solution)["rows"] == len(IDS)

@@ -20,8 +20,14 @@ pytest.importorskip("transformers")
 from tiny_models import exact_score, random_sequences, tiny_classifier  # noqa: E402
 
 from arenapref.data.record import swap_labels  # noqa: E402
-from arenapref.infer import EngineOptions, TransformersBackend, engine_predict, plan_batches, run_engine  # noqa: E402
 from arenapref.errors import SingleRowOutOfMemory  # noqa: E402
+from arenapref.infer import (  # noqa: E402
+    EngineOptions,
+    TransformersBackend,
+    engine_predict,
+    plan_batches,
+    run_engine,
+)
 from arenapref.infer.store import ResumeMismatch, ShardStore, WorkDirBusy  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,9 +19,9 @@ from arenapref.cli import app  # noqa: E402
 from arenapref.config import JudgeConfig  # noqa: E402
 from arenapref.data.record import PairRecord, swap_labels  # noqa: E402
 from arenapref.infer import EngineOptions, pad_batch  # noqa: E402
-from arenapref.models.base import SavedModelFactory  # noqa: E402
 from arenapref.metrics import log_loss  # noqa: E402
 from arenapref.models import build_model, load_model  # noqa: E402
+from arenapref.models.base import SavedModelFactory  # noqa: E402
 from arenapref.text.judge import JudgeFormatter, JudgePrompt  # noqa: E402
 
 

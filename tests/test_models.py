@@ -17,7 +17,15 @@ import yaml
 
 from arenapref.config import EmbedConfig, PriorConfig
 from arenapref.data.folds import GroupedFolds
-from arenapref.data.record import A_WINS, B_WINS, LABELS, TIE, hard_labels, swap_labels, targets
+from arenapref.data.record import (
+    A_WINS,
+    B_WINS,
+    LABELS,
+    TIE,
+    hard_labels,
+    swap_labels,
+    targets,
+)
 from arenapref.errors import ModelDirError
 from arenapref.metrics import log_loss
 from arenapref.models import build_model, load_model

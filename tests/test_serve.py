@@ -37,6 +37,7 @@ from arenapref.data.record import LABELS, PairRecord, swap_labels  # noqa: E402
 from arenapref.serve import require_serve_extra  # noqa: E402
 from arenapref.serve.app import create_app  # noqa: E402
 from arenapref.serve.batching import MicroBatcher  # noqa: E402
+from arenapref.serve.server import server_config  # noqa: E402
 from arenapref.serve.settings import ServeSettings, resolve_token  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +136,15 @@ def test_many_pairs_come_back_in_order_with_their_ids(client, model):
 
 def test_an_empty_list_of_pairs_gets_an_empty_list_of_results(client, model):
     assert client.post("/v1/judge", json={"pairs": []}).json()["results"] == []
-    assert client.post("/classify", json={"input": []}).json()["data"] == []
+    assert model.calls == []
+
+
+def test_classify_rejects_an_empty_input_as_sglang_does(client, model):
+    for empty, where in [([], "input"), ("", "input"), ("  ", "input"), ([{"prompt": "p", "response_a": "a",
+                                                                            "response_b": "b"}, " "], "input[1]")]:
+        r = client.post("/classify", json={"input": empty})
+        assert r.status_code == 400, (empty, r.text)
+        assert r.json()["error"]["message"].startswith(f"{where} cannot be empty")
     assert model.calls == []
 
 
@@ -165,6 +174,22 @@ def test_malformed_requests_get_422_naming_the_field(client):
     assert r.status_code == 422 and "pairs[0].prompt has no turns" in r.json()["error"]["message"]
 
 
+def test_a_body_that_is_not_json_gets_415_naming_the_content_type(client, model):
+    body = json.dumps({"prompt": "p", "response_a": "a", "response_b": "b"}).encode()
+    for wrong in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        for path in ("/v1/judge", "/classify"):
+            r = client.post(path, content=body if path == "/v1/judge" else b'{"input": []}',
+                            headers={"content-type": wrong})
+            assert r.status_code == 415, (path, wrong, r.text)
+            message = r.json()["error"]["message"]
+            assert "Content-Type: application/json" in message and wrong.split(";")[0] in message
+    for right in ("application/json", "application/json; charset=utf-8", "application/vnd.api+json"):
+        assert client.post("/v1/judge", content=body, headers={"content-type": right}).status_code == 200, right
+    r = client.post("/v1/judge", content=body)  # none given: FastAPI does not parse it as JSON either
+    assert r.status_code == 415 and "got no Content-Type" in r.json()["error"]["message"]
+    assert len(model.calls) == 3
+
+
 def test_lone_surrogate_escapes_are_repaired_not_rejected(client, model):
     body = '{"prompt": "emoji \\ud83d here", "response_a": "a", "response_b": "b"}'
     r = client.post("/v1/judge", content=body.encode(), headers={"content-type": "application/json"})
@@ -187,6 +212,66 @@ def test_classify_answers_in_the_vllm_shape(client, model):
         assert d["label"] == LABELS[int(np.argmax(expected))]
     single = client.post("/v1/classify", json={"input": pair}).json()  # SGLang's path; `model` optional
     assert single["data"][0]["probs"] == pytest.approx(expected)
+
+
+class TokenizingModel(LengthModel):
+    """LengthModel with a tokenizer: one token per whitespace-separated word of the three fields."""
+
+    def __init__(self):
+        super().__init__()
+        self.counted: list[int] = []
+
+    def count_tokens(self, records):
+        self.counted.append(len(records))
+        return [sum(len(turn.split()) for field in (r.prompt, r.response_a, r.response_b) for turn in field)
+                for r in records]
+
+
+class NoTokenizerModel(LengthModel):
+    def count_tokens(self, records):
+        return None
+
+
+def test_classify_usage_counts_the_models_tokens():
+    model = TokenizingModel()
+    pairs = [{"prompt": "one two three", "response_a": ["four", "five six"], "response_b": "seven"},
+             {"prompt": "eight", "response_a": "nine", "response_b": "ten eleven"}]
+    with TestClient(create_app(model, ServeSettings(model_id="length"))) as c:
+        usage = c.post("/classify", json={"input": pairs}).json()["usage"]
+        c.post("/v1/judge", json={"pairs": pairs})
+    assert usage["prompt_tokens"] == usage["total_tokens"] == 11 and usage["completion_tokens"] == 0
+    assert usage["approximate"] is False
+    assert model.counted == [2]  # /v1/judge reports no usage, so it does not count
+
+
+@pytest.mark.parametrize("model_class", [LengthModel, NoTokenizerModel])
+def test_classify_usage_without_a_tokenizer_is_characters_over_4(model_class):
+    pairs = [{"prompt": "x" * 10, "response_a": "y" * 7, "response_b": ["z", None]},  # 18 characters: 5 tokens
+             {"prompt": "p", "response_a": "a", "response_b": "b"}]  # 3 characters: 1 token
+    with TestClient(create_app(model_class(), ServeSettings())) as c:
+        usage = c.post("/classify", json={"input": pairs}).json()["usage"]
+    assert usage["prompt_tokens"] == usage["total_tokens"] == 6 and usage["approximate"] is True
+
+
+def test_classify_accepts_sglangs_default_model_name(client, model):
+    pair = {"prompt": "hi", "response_a": "hello there", "response_b": "hey"}
+    r = client.post("/classify", json={"model": "default", "input": pair})
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == "length"
+    assert r.json()["data"][0]["probs"] == pytest.approx(model.expected([rec("hi", "hello there", "hey")], True)[0])
+
+
+def test_classify_use_activation_false_returns_raw_scores_like_vllm(client, model):
+    pair = {"prompt": "hi", "response_a": "hello there", "response_b": "hey"}
+    expected = model.expected([rec("hi", "hello there", "hey")], True)[0]
+    probs = client.post("/classify", json={"input": pair, "use_activation": True}).json()["data"][0]
+    raw = client.post("/classify", json={"input": pair, "use_activation": False}).json()["data"][0]
+    assert probs["probs"] == pytest.approx(expected)
+    assert raw["probs"] == pytest.approx(np.log(expected))  # log-probabilities: logits up to a constant
+    softmax = np.exp(raw["probs"]) / np.exp(raw["probs"]).sum()
+    assert softmax == pytest.approx(expected) and raw["label"] == probs["label"] and raw["num_classes"] == 3
+    r = client.post("/classify", json={"input": pair, "activation": False})  # vLLM's old name
+    assert r.status_code == 422 and "use_activation" in r.json()["error"]["message"]
 
 
 def test_classify_rejects_other_models_and_undecodable_inputs(client):
@@ -229,6 +314,25 @@ def test_page_and_docs_are_served_without_external_assets(client):
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/judge", "/classify", "/v1/models", "/healthz"} <= set(paths)
+
+
+def test_docs_reference_only_assets_this_server_serves(model):
+    with TestClient(create_app(model, ServeSettings(token=TOKEN))) as c:  # the docs need no token
+        docs = c.get("/docs")
+        assert docs.status_code == 200
+        html = docs.text
+        assert not re.search(r"https?:|//[a-z]", html), "the docs page must not load anything from elsewhere"
+        assert "'none'" in docs.headers["content-security-policy"]  # and the browser is told so
+        refs = re.findall(r"""(?:src|href)=["']([^"']+)""", html) + re.findall(r"url: '([^']+)'", html)
+        assert {"/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css", "/openapi.json"} <= set(refs)
+        for ref in refs:
+            asset = c.get(ref)
+            assert asset.status_code == 200, ref
+        script = c.get("/docs/assets/swagger-ui-bundle.js")
+        assert "javascript" in script.headers["content-type"] and len(script.content) > 500_000
+        assert "SwaggerUIBundle" in script.text
+        assert c.get("/docs/oauth2-redirect").status_code == 200
+        assert c.get("/v1/models").status_code == 401  # the API itself still needs the token
 
 
 # --- limits ---------------------------------------------------------------------------------------
@@ -294,6 +398,15 @@ def test_bearer_token_is_required_and_never_logged(model, caplog):
     assert len(model.calls) == 1  # the rejected requests never reached the model
     assert TOKEN not in caplog.text and "private question" not in caplog.text
     assert all(TOKEN not in r.text for r in (missing, wrong, models, ok, health, page))
+
+
+def test_the_bearer_scheme_is_case_insensitive(model):
+    pair = {"prompt": "p", "response_a": "a", "response_b": "b"}
+    with TestClient(create_app(model, ServeSettings(token=TOKEN))) as c:
+        for header in (f"bearer {TOKEN}", f"BEARER {TOKEN}", f"Bearer  {TOKEN}"):
+            assert c.post("/v1/judge", json=pair, headers={"authorization": header}).status_code == 200, header
+        for header in (f"Basic {TOKEN}", f"bearer {TOKEN}x", "bearer", TOKEN, f"Bearer{TOKEN}"):
+            assert c.post("/v1/judge", json=pair, headers={"authorization": header}).status_code == 401, header
 
 
 def test_token_comes_from_a_file_or_the_environment(tmp_path):
@@ -379,6 +492,48 @@ def test_one_failing_request_does_not_fail_the_others_in_its_batch():
     assert [r.status_code for r in responses] == [200, 200, 200, 500, 200, 200]
 
 
+def test_a_request_that_timed_out_stops_using_the_scoring_thread():
+    """A 20-pair request in chunks of 2 would hold the one scoring thread for 2.5 s; once it has answered 504
+    its remaining chunks are skipped, so the next request is scored in time."""
+    slow = LengthModel(delay=0.25)
+    big = {"pairs": [{"prompt": f"q{i}", "response_a": "a", "response_b": "b"} for i in range(20)], "swap": False}
+    with TestClient(create_app(slow, ServeSettings(max_batch=2, request_timeout_s=1.0))) as c:
+        first = c.post("/v1/judge", json=big)
+        second = c.post("/v1/judge", json={"prompt": "p", "response_a": "a", "response_b": "b", "swap": False})
+        batching = c.get("/healthz").json()["batching"]
+    assert first.status_code == 504 and second.status_code == 200, second.text
+    assert sum(n for n, _ in slow.calls) <= 12, slow.calls  # at most 5 chunks of the big one, then the small one
+    assert batching["dropped_requests"] == 1 and batching["skipped_pairs"] >= 8
+
+
+def test_a_request_that_gives_up_in_the_queue_frees_its_place_and_is_never_scored():
+    release, seen = threading.Event(), []
+
+    def score(items):
+        seen.extend(items)
+        release.wait(5)
+        return np.zeros((len(items), 3))
+
+    async def go():
+        batcher = MicroBatcher(score, max_batch=8, max_wait_ms=0, max_queue=3)
+        await batcher.start()
+        busy = asyncio.ensure_future(batcher.submit(["busy"]))  # holds the scoring thread
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(batcher.submit(["late-1", "late-2"]), 0.05)
+        after = asyncio.ensure_future(batcher.submit(["next-1", "next-2"]))  # 2 + 2 > 3 if "late" still counted
+        await asyncio.sleep(0.02)
+        release.set()
+        await busy
+        rows = await after
+        await batcher.stop()
+        return rows, batcher.stats
+
+    rows, stats = asyncio.run(go())
+    assert len(rows) == 2 and seen == ["busy", "next-1", "next-2"]
+    assert stats.dropped_requests == 1 and stats.skipped_pairs == 2
+
+
 def test_batcher_respects_max_batch_and_keeps_order():
     sizes = []
 
@@ -402,10 +557,12 @@ def test_batcher_respects_max_batch_and_keeps_order():
 
 # --- a real server ---------------------------------------------------------------------------------
 class ThreadedServer:
-    """uvicorn on 127.0.0.1, a port the OS picks, in a thread; stops (gracefully) on exit."""
+    """uvicorn on 127.0.0.1, a port the OS picks, in a thread, as serve.server configures it (the header timeout);
+    stops (gracefully) on exit."""
 
     def __init__(self, app):
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False))
+        config = server_config(app, app.state.settings, host="127.0.0.1", port=0, log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> "ThreadedServer":
@@ -416,9 +573,12 @@ class ThreadedServer:
             time.sleep(0.05)
         else:
             raise RuntimeError("uvicorn did not start within 10 s")
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         return self
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=5)
 
     def __exit__(self, *exc):
         self.server.should_exit = True
@@ -443,6 +603,63 @@ def test_shutdown_lets_in_flight_requests_finish():
         assert slow.calls, "the request never reached the model"
     caller.join(timeout=30)
     assert result["r"].status_code == 200
+
+
+def read_until_closed(sock: socket.socket, within: float) -> bytes:
+    """Everything the server sends until it closes the connection; fails if it is still open after `within` s."""
+    sock.settimeout(within)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    except socket.timeout:
+        pytest.fail(f"the server kept the connection open for {within} s; it sent {received[:200]!r}")
+    finally:
+        sock.close()
+    return received
+
+
+def test_slow_request_headers_are_cut_off_and_counted():
+    """Slowloris: ten clients send their request line and headers a few bytes at a time and never finish. Each is
+    answered 408 and disconnected once header_timeout_s has passed since its first byte, however steadily it
+    trickles; a connection that sends nothing at all is closed too. Other clients are served meanwhile."""
+    app = create_app(LengthModel(), ServeSettings(header_timeout_s=0.6))
+    with ThreadedServer(app) as server:
+        slow = [server.connect() for _ in range(10)]
+        idle = server.connect()
+        for sock in slow:
+            sock.sendall(b"POST /v1/judge HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        for _ in range(3):  # still sending, well inside the limit
+            time.sleep(0.12)
+            for sock in slow:
+                sock.sendall(b"X-Slow: 1\r\n")
+        ok = httpx.post(server.url + "/v1/judge", json={"prompt": "p", "response_a": "a", "response_b": "b"}, timeout=5)
+        answers = [read_until_closed(sock, within=3.0) for sock in slow]
+        assert read_until_closed(idle, within=3.0) == b""
+        counts = httpx.get(server.url + "/healthz", timeout=5).json()["slow_clients"]
+    assert ok.status_code == 200
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 408 ") and b"header_timeout_s" in answer and b"connection: close" in answer
+    assert counts["header_timeouts"] == 10 and counts["idle_connections_closed"] >= 1
+    assert counts["header_timeout_s"] == 0.6
+
+
+def test_a_slow_body_gets_408_the_connection_closed_and_is_counted():
+    model = LengthModel()
+    app = create_app(model, ServeSettings(body_timeout_s=0.5, request_timeout_s=30))
+    with ThreadedServer(app) as server:
+        sock = server.connect()
+        sock.sendall(b"POST /v1/judge HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 200\r\n\r\n{\"prompt\": ")  # 11 of the 200 bytes promised
+        answer = read_until_closed(sock, within=5.0)
+        counts = httpx.get(server.url + "/healthz", timeout=5).json()["slow_clients"]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head.lower()
+    assert json.loads(body)["error"]["limit"] == "body_timeout_s"
+    assert counts["body_timeouts"] == 1 and counts["body_timeout_s"] == 0.5
+    assert model.calls == []
 
 
 def _free_port() -> int:
@@ -530,4 +747,24 @@ def test_page_shows_the_three_probabilities_in_headless_chromium(tmp_path):
     shown = [float(re.search(rf'id="p-{k}">([0-9.]+)<', dom).group(1)) for k in ("a", "b", "tie")]
     assert shown == pytest.approx(expected, abs=6e-4)  # the page rounds to 3 decimals
     assert model.seen[-1].prompt == (pair[0],) and model.seen[-1].response_b == (pair[2],)
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_docs_render_in_headless_chromium_from_local_assets(tmp_path):
+    """Swagger UI draws the API from /openapi.json with only this server's files: the page's CSP forbids
+    anything else, and Chromium runs without network access to other hosts here."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing on CI; .ci/run is expected to install Debian's chromium package")
+        pytest.skip(f"{CHROMIUM} not found (install Debian's `chromium` package to run the browser test)")
+    with ThreadedServer(create_app(LengthModel(), ServeSettings())) as server:
+        cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000", "--dump-dom",
+               f"{server.url}/docs"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    dom = done.stdout
+    assert "opblock-summary-path" in dom, f"Swagger UI did not render:\n{dom[-3000:]}\n{done.stderr[-2000:]}"
+    for path in ("/v1/judge", "/classify", "/v1/models", "/healthz"):
+        assert f'data-path="{path}"' in dom, path
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)

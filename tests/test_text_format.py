@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from arenapref.data.record import PairRecord
-from arenapref.text.format import Cut, InputFormat, PairFormatter, allocate_turns, split_budget, summarize_cuts
+from arenapref.text.format import (
+    Cut,
+    InputFormat,
+    PairFormatter,
+    allocate_turns,
+    split_budget,
+    summarize_cuts,
+)
 
 pytest.importorskip("tokenizers")
 pytest.importorskip("transformers")

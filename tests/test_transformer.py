@@ -17,15 +17,15 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
+from tiny_models import ARCHS  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
 from arenapref.config import RunConfig, TransformerConfig, load_run_config  # noqa: E402
 from arenapref.data.record import LABELS, swap_labels  # noqa: E402
-from arenapref.models import build_model, load_model  # noqa: E402
 from arenapref.errors import DeviceError  # noqa: E402
+from arenapref.models import build_model, load_model  # noqa: E402
 from arenapref.models.hf import dataset_key  # noqa: E402
 from arenapref.models.merge import average_models, merge_model  # noqa: E402
-from tiny_models import ARCHS  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -129,8 +129,8 @@ def test_grouped_sampler_keeps_each_pair_next_to_its_swap_and_reshuffles_per_epo
 
 def test_fit_trains_every_pair_and_its_swap_in_the_same_batch(tiny_checkpoints, rows, tmp_path, monkeypatch):
     import arenapref.train.trainer as trainer_module
-    from arenapref.text.format import PairFormatter
     from arenapref.models.transformer import input_format
+    from arenapref.text.format import PairFormatter
 
     seen = {}
     real_train = trainer_module.train

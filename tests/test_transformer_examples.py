@@ -22,11 +22,11 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
+from tiny_models import ARCHS  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from arenapref.cli import app  # noqa: E402
 from arenapref.data.record import LABELS  # noqa: E402
-from tiny_models import ARCHS  # noqa: E402
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("transformer*.yaml"))
 

@@ -10,6 +10,7 @@ transformers = pytest.importorskip("transformers")
 
 from tiny_models import ARCHS  # noqa: E402
 
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_architecture_loads_as_a_three_way_classifier_with_winner_labels(arch, tiny_checkpoints):
     from arenapref.config import TransformerConfig

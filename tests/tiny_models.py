@@ -22,7 +22,14 @@ JUDGE_CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['conten
 
 def bpe_tokenizer(corpus, chat_template: str | None):
     """Byte-level BPE trained on `corpus`, with <s> prepended and no pad token, like many decoder checkpoints."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -116,7 +123,15 @@ def decoder_tokenizer(chat: bool = True):
 
 def encoder_tokenizer():
     """WordPiece with [CLS] ... [SEP], like BERT."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))

@@ -76,7 +76,7 @@ EXTRAS = {
     "transformer": "transformers, peft, accelerate and torch",
     "judge": "transformers, peft, gguf and torch",
     "qlora": "bitsandbytes",
-    "serve": "fastapi, uvicorn and httpx",
+    "serve": "fastapi, uvicorn, fastapi-offline and httpx",
     "ray": "Ray Data",
     "tune": "optuna",
 }

@@ -20,15 +20,25 @@ def log_loss(targets: np.ndarray, probs: np.ndarray) -> float:
     return float(-(np.asarray(targets) * np.log(p)).sum(axis=1).mean())
 
 
+# Probabilities this close to a row's maximum count as tied with it (averaging both A/B orders can leave an
+# exact tie off by a rounding error).
+TIE_TOLERANCE = 1e-12
+
+
 def accuracy(targets: np.ndarray, probs: np.ndarray) -> float:
-    """Share of rows whose most probable class is the true one; a row whose top probability is shared by k
-    classes earns 1/k if the true class is among them (the expected score of a random tie-break)."""
-    targets, probs = np.asarray(targets, dtype=float), np.asarray(probs, dtype=float)
-    if len(probs) == 0:
+    """Share of rows whose most probable class is the target's (the argmax of `targets`, i.e. hard labels).
+
+    Where k classes share a row's maximum probability, the row earns 1/k if the target is one of them: the
+    expected accuracy of breaking the tie at random. (np.argmax breaks every tie towards the first class, so a
+    symmetric prior with P(A) = P(B) would be credited with every A win.) NaN for no rows.
+    """
+    p = np.asarray(probs, dtype=float)
+    if len(p) == 0:
         return float("nan")
-    top = np.isclose(probs, probs.max(axis=1, keepdims=True), rtol=0, atol=1e-12)
-    truth = np.argmax(targets, axis=1)
-    return float((top[np.arange(len(truth)), truth] / top.sum(axis=1)).mean())
+    target = np.argmax(np.asarray(targets), axis=1)
+    tied = p >= p.max(axis=1, keepdims=True) - TIE_TOLERANCE
+    credit = tied[np.arange(len(p)), target] / tied.sum(axis=1)
+    return float(credit.mean())
 
 
 def uniform(n: int) -> np.ndarray:

@@ -9,7 +9,6 @@ merge), evaluation.py (grade, calibrate, ensemble, rank, report), serving.py (se
 
 from __future__ import annotations
 
-
 import typer
 from typer.core import TyperGroup
 

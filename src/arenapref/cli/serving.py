@@ -24,6 +24,10 @@ def serve(
     max_chars: int = typer.Option(100_000, help="Characters per prompt/response field, all turns together (422 above)."),
     max_body_mb: float = typer.Option(4.0, help="Request body size in MiB (413 above)."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds per request, body and scoring (504 past it)."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", help="Seconds a client has to send the request line "
+                                         "and headers (408 and the connection closed past it)."),
+    body_timeout: Optional[float] = typer.Option(None, "--body-timeout", help="Seconds to receive the whole body "
+                                                 "(408, connection closed; default: --timeout)."),
     token_file: Optional[Path] = typer.Option(None, help="File holding a bearer token to require (or set ARENAPREF_TOKEN)."),
     keep_alive: float = typer.Option(75.0, help="Seconds an idle keep-alive connection stays open."),
     log_level: str = typer.Option("info", help="Log level: debug, info, warning, error."),
@@ -40,7 +44,6 @@ def serve(
     from arenapref.serve.settings import ServeSettings, resolve_token
 
     require_serve_extra()
-    import uvicorn
 
     from arenapref.serve.app import create_app
 
@@ -56,7 +59,8 @@ def serve(
         settings = ServeSettings(
             host=host, port=port, model_id=model_id or model_dir.resolve().name, model_dir=model_dir, batching=batching,
             max_batch=max_batch, max_wait_ms=max_wait_ms, max_pairs=max_pairs, max_turns=max_turns, max_chars=max_chars,
-            max_body_bytes=int(max_body_mb * 1024 * 1024), request_timeout_s=timeout, token=token)
+            max_body_bytes=int(max_body_mb * 1024 * 1024), request_timeout_s=timeout, header_timeout_s=header_timeout,
+            body_timeout_s=body_timeout, token=token)
     except Exception as e:  # noqa: BLE001 - pydantic ValidationError: out-of-range options
         raise ConfigError(f"invalid option: {e}") from None
     model = load_model(model_dir, trust_pickle=trust_model_code)
@@ -77,8 +81,10 @@ def serve(
     # uvicorn's own access log is off: ours has request ids and pair counts and leaves out query strings.
     # Keep-alive outlasts clients' pool expiry (httpx: 5 s, as uvicorn's default): with equal timeouts a client
     # reuses a connection the server is closing, and the request fails with a read error.
-    uvicorn.run(create_app(model, settings), host=host, port=port, access_log=False, log_level=log_level.lower(),
-                timeout_keep_alive=keep_alive, timeout_graceful_shutdown=timeout + 5, server_header=False)
+    from arenapref.serve.server import run
+
+    run(create_app(model, settings), settings, access_log=False, log_level=log_level.lower(),
+        timeout_keep_alive=keep_alive, timeout_graceful_shutdown=timeout + 5, server_header=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,14 +7,20 @@ scored form the next batch, so under load batches grow without any waiting at al
 
 One thread does all the scoring: models (and the embedding cache of `embed`) are not written to be called
 from several threads at once, and a model call already uses every core through its own thread pool.
+
+A request that gives up (its `submit` is cancelled: a timeout, a client gone) is dropped at once: taken off the
+queue, so it neither holds queue capacity nor delays the batch it would have joined, and, when its batch is
+already running, the chunks of the batch that serve only dropped requests are skipped. Otherwise a request
+that has already answered 504 would keep the one scoring thread busy and push the next request into a 504.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -24,11 +30,13 @@ class QueueFull(Exception):
     """More pairs are waiting than `max_queue_pairs` allows."""
 
 
-@dataclass
+@dataclass(eq=False)  # jobs are compared by identity (deque.remove)
 class _Job:
     items: Sequence[Any]
     future: asyncio.Future
     arrived: float
+    # Set on the event loop when the request gives up; read by the scoring thread between chunks.
+    dropped: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -38,11 +46,14 @@ class BatchStats:
     pairs: int = 0
     largest_batch: int = 0
     failed_batches: int = 0
+    dropped_requests: int = 0  # gave up (timed out) before their scores were ready
+    skipped_pairs: int = 0  # pairs of dropped requests that were never scored
 
     def as_dict(self) -> dict:
         return {"requests": self.requests, "model_calls": self.calls, "pairs": self.pairs,
                 "largest_batch": self.largest_batch, "failed_batches": self.failed_batches,
-                "mean_batch": round(self.pairs / self.calls, 2) if self.calls else 0.0}
+                "mean_batch": round(self.pairs / self.calls, 2) if self.calls else 0.0,
+                "dropped_requests": self.dropped_requests, "skipped_pairs": self.skipped_pairs}
 
 
 class MicroBatcher:
@@ -106,11 +117,27 @@ class MicroBatcher:
         if self._queued + len(items) > self.max_queue:
             raise QueueFull(f"{self._queued} pairs are waiting to be scored; the limit is {self.max_queue} (max_queue_pairs)")
         future = self._loop.create_future()
-        self._pending.append(_Job(list(items), future, self._loop.time()))
+        job = _Job(list(items), future, self._loop.time())
+        self._pending.append(job)
         self._queued += len(items)
         self.stats.requests += 1
         self._wakeup.set()
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._drop(job)
+            raise
+
+    def _drop(self, job: _Job) -> None:
+        """The request gave up: forget its work (see the module docstring)."""
+        job.dropped.set()
+        self.stats.dropped_requests += 1
+        try:
+            self._pending.remove(job)
+        except ValueError:
+            return  # already taken into a batch: its chunks are skipped when nothing else needs them
+        self._queued -= len(job.items)
+        self.stats.skipped_pairs += len(job.items)
 
     # --- the worker -----------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -122,8 +149,9 @@ class MicroBatcher:
                 await self._wakeup.wait()
                 continue
             jobs = await self._collect()
-            # A request that timed out or whose client went away has a cancelled future: skip its work.
-            jobs = [j for j in jobs if not j.future.done()]
+            gave_up = [j for j in jobs if j.dropped.is_set()]  # while the batch was being collected
+            self.stats.skipped_pairs += sum(len(j.items) for j in gave_up)
+            jobs = [j for j in jobs if not j.dropped.is_set()]
             if jobs:
                 await self._score(jobs)
 
@@ -156,14 +184,16 @@ class MicroBatcher:
 
     async def _score(self, jobs: list[_Job]) -> None:
         items = [item for job in jobs for item in job.items]
+        owners = [job for job in jobs for _ in job.items]
         try:
-            rows = await self._loop.run_in_executor(self._executor, self._score_chunks, items)
+            rows = await self._loop.run_in_executor(self._executor, self._score_chunks, items, owners)
         except Exception as e:
             self.stats.failed_batches += 1
             if len(jobs) > 1:
                 # Score the requests one by one, so that one bad request fails alone.
                 for job in jobs:
-                    await self._score([job])
+                    if not job.dropped.is_set():
+                        await self._score([job])
                 return
             if not jobs[0].future.done():
                 jobs[0].future.set_exception(e)
@@ -175,15 +205,22 @@ class MicroBatcher:
                 job.future.set_result(rows[start:end])
             start = end
 
-    def _score_chunks(self, items: list) -> np.ndarray:
-        parts = []
+    def _score_chunks(self, items: list, owners: list[_Job]) -> np.ndarray:
+        """Runs in the scoring thread. A chunk whose requests have all given up is not scored (its rows stay
+        NaN, and no one receives them)."""
+        out = None
         for i in range(0, len(items), self.max_batch):
             chunk = items[i:i + self.max_batch]
-            rows = np.asarray(self.score(chunk))
+            if all(job.dropped.is_set() for job in owners[i:i + self.max_batch]):
+                self.stats.skipped_pairs += len(chunk)
+                continue
+            rows = np.asarray(self.score(chunk), dtype=float)
             if len(rows) != len(chunk):
                 raise RuntimeError(f"scoring {len(chunk)} items returned {len(rows)} rows")
-            parts.append(rows)
+            if out is None:
+                out = np.full((len(items), *rows.shape[1:]), np.nan)
+            out[i:i + len(chunk)] = rows
             self.stats.calls += 1
             self.stats.pairs += len(chunk)
             self.stats.largest_batch = max(self.stats.largest_batch, len(chunk))
-        return np.vstack(parts)
+        return out if out is not None else np.full((len(items), 0), np.nan)

@@ -1,5 +1,5 @@
-"""The ASGI layer every HTTP request passes first: request id, bearer auth, body-size limit, a generic 500
-for anything unexpected, and one JSON access-log line per request.
+"""The ASGI layer every HTTP request passes first: request id, bearer auth, the JSON content type, the body's
+size and time limits, a generic 500 for anything unexpected, and one JSON access-log line per request.
 
 Written as plain ASGI rather than Starlette's BaseHTTPMiddleware so the body can be counted as it streams in
 (a request without Content-Length is cut off at the limit, not after it has been read whole) and so an
@@ -24,6 +24,7 @@ log = logging.getLogger("arenapref.serve")
 
 # Paths a browser or a load balancer reaches without a token; none of them runs the model.
 OPEN_PATHS = frozenset({"/", "/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/favicon.ico"})
+OPEN_PREFIXES = ("/docs/",)  # the docs' own scripts and styles
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -49,17 +50,44 @@ class InFlight:
         return self.count
 
 
+class SlowClients:
+    """Connections cut off because a client was too slow: its headers (counted by serve.server's protocol) or
+    its body (counted by the Gate). Shown by /healthz."""
+
+    def __init__(self):
+        self.header_timeouts = 0  # a request started but its line and headers did not arrive in time
+        self.idle_closed = 0  # a new connection sent nothing within the header timeout
+        self.body_timeouts = 0
+
+    def as_dict(self) -> dict:
+        return {"header_timeouts": self.header_timeouts, "idle_connections_closed": self.idle_closed,
+                "body_timeouts": self.body_timeouts}
+
+
+def is_json(content_type: bytes) -> bool:
+    """application/json or application/<anything>+json, with or without parameters (FastAPI parses those as JSON)."""
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
 class _BodyTooLarge(Exception):
     pass
 
 
 class Gate:
-    def __init__(self, app, settings: ServeSettings, in_flight: "InFlight | None" = None):
+    """`json_paths`: where a POST body must be JSON. A request that sends another Content-Type, or none, answers
+    415 naming the expected one (FastAPI would answer 422 "Input should be a valid dictionary": it parses only
+    JSON content types as JSON, and requiring one also keeps browsers' cross-site "simple" requests out)."""
+
+    def __init__(self, app, settings: ServeSettings, in_flight: "InFlight | None" = None,
+                 slow_clients: SlowClients | None = None, json_paths: frozenset = frozenset()):
         self.app = app
         self.settings = settings
         token = settings.token.get_secret_value() if settings.token else None
-        self._expected = f"Bearer {token}".encode() if token else None
+        self._token = token.encode() if token else None
         self.in_flight = in_flight if in_flight is not None else InFlight()
+        self.slow_clients = slow_clients if slow_clients is not None else SlowClients()
+        self.json_paths = json_paths
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -88,19 +116,31 @@ class Gate:
                 (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra_headers]})
             await send_with_id({"type": "http.response.body", "body": body})
 
+        # The rest of an unread body is not worth waiting for: close the connection after answering.
+        close = [(b"connection", b"close")]
+        path = scope["path"]
         try:
-            if self._expected and scope["path"] not in OPEN_PATHS and not self._authorized(headers):
+            if self._token and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES) \
+                    and not self._authorized(headers):
                 await answer(401, "missing or invalid bearer token: send the header `Authorization: Bearer <token>`",
                              "authentication_error", extra_headers=[(b"www-authenticate", b"Bearer")])
+            elif scope["method"] == "POST" and path in self.json_paths and not is_json(headers.get(b"content-type", b"")):
+                given = headers.get(b"content-type", b"").decode("latin-1")[:100]
+                await answer(415, "the body must be JSON: send the header `Content-Type: application/json` (got "
+                                  + (f"`{given}`)" if given else "no Content-Type)"), "invalid_request_error",
+                             extra_headers=close)
             elif scope["method"] in BODY_METHODS:
+                timeout = self.settings.body_timeout
+                limit = "request_timeout_s" if self.settings.body_timeout_s is None else "body_timeout_s"
                 try:
-                    body = await asyncio.wait_for(self._read_body(headers, receive), self.settings.request_timeout_s)
+                    body = await asyncio.wait_for(self._read_body(headers, receive), timeout)
                 except _BodyTooLarge:
                     await answer(413, f"request body is larger than {self.settings.max_body_bytes} bytes "
-                                      "(max_body_bytes)", "request_too_large", "max_body_bytes")
+                                      "(max_body_bytes)", "request_too_large", "max_body_bytes", extra_headers=close)
                 except TimeoutError:
-                    await answer(408, f"request body not received within {self.settings.request_timeout_s:g} s "
-                                      "(request_timeout_s)", "timeout", "request_timeout_s")
+                    self.slow_clients.body_timeouts += 1
+                    await answer(408, f"request body not received within {timeout:g} s ({limit})", "timeout", limit,
+                                 extra_headers=close)
                 else:
                     await self.app(scope, _replay(body, receive), send_with_id)
             else:
@@ -118,7 +158,9 @@ class Gate:
                       pairs=state.get("pairs", 0))
 
     def _authorized(self, headers: dict) -> bool:
-        return hmac.compare_digest(headers.get(b"authorization", b""), self._expected)
+        # RFC 9110 section 11.1: the scheme is case-insensitive ("bearer" is "Bearer"); then one or more spaces.
+        scheme, _, credentials = headers.get(b"authorization", b"").partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(b" "), self._token)
 
     async def _read_body(self, headers: dict, receive) -> bytes:
         limit = self.settings.max_body_bytes

@@ -7,6 +7,7 @@ A pair's prompt and responses are lists of turns (`["hi", "and then?"]`) or a pl
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -93,19 +94,46 @@ CLASSIFY_INPUT_DOC = (
 )
 
 
+SGLANG_DEFAULT_MODEL = "default"  # what SGLang's clients send when no model is named
+USE_ACTIVATION_DOC = (
+    "vLLM's switch: true or absent returns probabilities; false returns raw scores, as vLLM returns a classifier's "
+    "logits. arenapref's models give probabilities, so the raw scores are their natural logarithms (floored at "
+    "log of the smallest float, -708): logits up to a constant per pair, and softmax(raw) gives `probs` back. "
+    "`label` is the same either way."
+)
+
+
 class ClassifyRequest(BaseModel):
-    # vLLM and SGLang accept more fields (user, priority, truncate_prompt_tokens, ...); they mean nothing here.
+    # vLLM and SGLang accept more fields (user, priority, truncate_prompt_tokens, rid, ...); they mean nothing here.
     model_config = ConfigDict(extra="ignore", protected_namespaces=(), json_schema_extra={"examples": [
         {"model": "arenapref", "input": [{"prompt": "What is 2+2?", "response_a": "4", "response_b": "5"}]},
         {"model": "arenapref", "input": ["{\"prompt\": \"Hi\", \"response_a\": \"Hello!\", \"response_b\": \"Hey\"}"]},
     ]})
 
-    model: str | None = Field(None, description="must be the served model's id when given")
+    model: str | None = Field(None, description=f"the served model's id, or `{SGLANG_DEFAULT_MODEL}` (SGLang's "
+                                                "default name); may be left out")
     input: Union[Pair, str, list[Union[Pair, str]]] = Field(..., description=CLASSIFY_INPUT_DOC)
+    use_activation: bool | None = Field(None, description=USE_ACTIVATION_DOC)
     swap: bool | None = Field(None, description="arenapref extension: average both A/B orders")
 
+    @model_validator(mode="before")
+    @classmethod
+    def renamed_switches(cls, data: Any) -> Any:
+        # vLLM's older names for use_activation; ignoring them silently would return the wrong kind of score.
+        for old in ("activation", "softmax"):
+            if isinstance(data, dict) and old in data:
+                raise ValueError(f"`{old}` is vLLM's old name for `use_activation`; send `use_activation` instead")
+        return data
+
     def pair_list(self) -> list[Pair]:
+        """The pairs, in order; an empty input (or an empty string) is a 400, as SGLang answers it."""
         items = self.input if isinstance(self.input, list) else [self.input]
+        if not items:
+            raise ApiError(400, "input cannot be empty: send one pair or a list of pairs")
+        for i, item in enumerate(items):
+            if isinstance(item, str) and not item.strip():
+                where = f"input[{i}]" if isinstance(self.input, list) else "input"
+                raise ApiError(400, f"{where} cannot be empty or whitespace only")
         return [item if isinstance(item, Pair) else _pair_from_string(item, i) for i, item in enumerate(items)]
 
 
@@ -128,16 +156,30 @@ def _pair_from_string(text: str, index: int) -> Pair:
 class ClassifyData(BaseModel):
     index: int
     label: str
-    probs: list[float]
+    probs: list[float] = Field(..., description="P(A), P(B), P(tie); with use_activation=false their logarithms")
     num_classes: int = 3
 
 
+CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text and BPE tokenizers
+
+
+def approximate_tokens(record: PairRecord) -> int:
+    """Tokens of a pair when the model has no tokenizer: its characters (prompt and both responses, all turns)
+    divided by 4, rounded up."""
+    chars = sum(len(turn) for name in TURN_FIELDS for turn in getattr(record, name))
+    return math.ceil(chars / CHARS_PER_TOKEN)
+
+
 class ClassifyUsage(BaseModel):
-    # arenapref's models do not count tokens; the fields are there for clients that read them.
-    prompt_tokens: int = 0
-    total_tokens: int = 0
+    prompt_tokens: int = Field(0, description="tokens of all pairs as the model's tokenizer counts them "
+                                              "(model.count_tokens), once per pair even when `swap` scores both "
+                                              "orders; for a model without a tokenizer, characters / 4 rounded up "
+                                              "per pair (then `approximate` is true)")
+    total_tokens: int = Field(0, description="= prompt_tokens: classification generates nothing")
     completion_tokens: int = 0
     prompt_tokens_details: Any = None
+    approximate: bool = Field(False, description="arenapref extension: true when the counts are the characters / 4 "
+                                                 "estimate rather than the model's tokenizer")
 
 
 class ClassifyResponse(BaseModel):

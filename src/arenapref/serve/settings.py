@@ -27,9 +27,19 @@ class ServeSettings(BaseModel):
     max_pairs: int = Field(256, ge=1, description="pairs per request")
     max_turns: int = Field(64, ge=1, description="turns per field (prompt, response_a, response_b)")
     max_chars: int = Field(100_000, ge=1, description="characters per field, all its turns together")
-    request_timeout_s: float = Field(30.0, gt=0, description="reading the body plus waiting for the scores")
+    request_timeout_s: float = Field(30.0, gt=0, description="waiting for the scores (504 past it); also the body's "
+                                     "limit unless body_timeout_s is set")
+    body_timeout_s: float | None = Field(None, gt=0, description="receiving the whole body (408 and the connection "
+                                         "closed past it); None: request_timeout_s")
+    header_timeout_s: float = Field(10.0, gt=0, description="receiving the request line and headers, from the first "
+                                    "byte of a request or the opening of a connection (the connection is closed past "
+                                    "it); enforced by the protocol of serve.server, so only when served through it")
 
     token: SecretStr | None = Field(None, description="bearer token required on the API; None: no auth")
+
+    @property
+    def body_timeout(self) -> float:
+        return self.request_timeout_s if self.body_timeout_s is None else self.body_timeout_s
 
 
 def resolve_token(token_file: Path | None, environ: dict[str, str] | None = None) -> SecretStr | None:

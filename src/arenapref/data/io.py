@@ -1,20 +1,26 @@
-"""One entry point for reading any supported file or folder into canonical records, and one writer."""
+"""One entry point for reading any supported file or folder into canonical records, and one writer.
+
+Formats are told from the columns (or keys) of each file, whatever its extension: Kaggle / canonical arena
+files, LMArena dumps, hh-rlhf, PandaLM, LLMBar and HHH.
+"""
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from arenapref import errors
 from arenapref.data import arena, public
+from arenapref.data.loading import Loaded, Unreadable, as_dicts, columns_of, load_rows
 from arenapref.data.problems import ReadReport
 from arenapref.data.record import LABELS, PairRecord
 
-DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".jsonl", ".jsonl.gz", ".ndjson", ".json")
+DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz")
 FORMATS = ("auto", "kaggle", "lmarena", "hh-rlhf", "pandalm", "llmbar", "hhh", "jsonl")
+LABEL_MODES = ("auto", "ignore")
 
 
 def _is_data_file(path: Path) -> bool:
@@ -37,31 +43,8 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def _load_rows(path: Path) -> list[dict] | pd.DataFrame:
-    name = path.name.lower()
-    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-        opener = gzip.open if name.endswith(".gz") else open
-        rows = []
-        with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise ValueError(f"{path}, line {lineno}: not valid JSON ({e.msg} at char {e.pos})") from None
-        return rows
-    if name.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        if isinstance(data, dict):  # {"data": [...]} or a column-oriented table
-            data = next((v for v in data.values() if isinstance(v, list)), None) or pd.DataFrame(data).to_dict("records")
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON list of objects")
-        return data
-    return arena.read_table(path)
-
-
 def detect_format(columns: Sequence[str]) -> str | None:
+    """The reader for a file with these columns (or JSON keys), or None."""
     cols = set(columns)
     if {"conversation_a", "conversation_b"} <= cols:
         return "lmarena"
@@ -83,76 +66,126 @@ def _subset(path: Path) -> str:
     return stem[: -len("_test")] if stem.endswith("_test") else stem
 
 
+class _Files:
+    """Loaded files, each loaded once per read_pairs call."""
+
+    def __init__(self):
+        self._cache: dict[Path, Loaded | Unreadable] = {}
+
+    def load(self, path: Path) -> Loaded:
+        key = path.resolve()
+        if key not in self._cache:
+            try:
+                self._cache[key] = load_rows(path)
+            except (Unreadable, OSError) as e:
+                self._cache[key] = e if isinstance(e, Unreadable) else Unreadable(str(e))
+        got = self._cache[key]
+        if isinstance(got, Unreadable):
+            raise got
+        return got
+
+
 def read_file(path: Path, fmt: str = "auto", mapping: Mapping[str, str] | None = None, source: str | None = None,
-              report: ReadReport | None = None) -> list[PairRecord]:
+              report: ReadReport | None = None, labels: bool = True, files: _Files | None = None) -> list[PairRecord]:
+    """Records of one file (problems go to `report`); read_pairs is the entry point for files and folders."""
     report = report if report is not None else ReadReport()
+    files = files or _Files()
     try:
-        rows = _load_rows(path)
-    except (ValueError, OSError, UnicodeDecodeError) as e:
+        loaded = files.load(path)
+    except Unreadable as e:
         report.add(path, None, None, None, f"cannot read: {e}")
         return []
-    columns = list(rows.columns) if isinstance(rows, pd.DataFrame) else sorted({k for r in rows[:50] if isinstance(r, dict) for k in r})
+    for note in loaded.warnings:
+        report.add(path, None, None, None, note, fatal=False)
+    rows, rownums = loaded.rows, loaded.rownums
+    columns = columns_of(rows)
+    for rownum, line, message, cells in loaded.bad_rows:
+        id_ = cells[columns.index("id")].strip() or None if "id" in columns and columns.index("id") < len(cells) else None
+        report.add(path, rownum, id_, None, f"this row (ending on line {line}) {message}")
+    if not isinstance(rows, pd.DataFrame):
+        kept, kept_nums = [], []
+        for n, r in zip(rownums, rows):
+            if isinstance(r, dict):
+                kept.append(r)
+                kept_nums.append(n)
+            else:
+                report.add(path, n, None, None, f"expected a JSON object, got {type(r).__name__} {str(r)[:40]!r}")
+        rows, rownums = kept, kept_nums
     if mapping:
         fmt = "jsonl"
     elif fmt == "auto":
         fmt = detect_format(columns)
         if fmt is None:
+            if not columns and not len(rows):
+                report.add(path, None, None, None, "the file holds no rows", fatal=False)
+                return []
             report.add(path, None, None, None, f"cannot tell the format from the columns {columns[:12]}; pass --format or --map")
             return []
     file = str(path)
     if fmt in ("kaggle", "lmarena"):
         df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
         src = source or _subset(path)
-        recs = (arena.kaggle_records if fmt == "kaggle" else arena.lmarena_records)(df, file, src, report)
-        if fmt == "kaggle" and "source" in df.columns and source is None:
+        if fmt == "kaggle":
             # our own canonical files carry the source (and soft labels) of every row
-            recs = _restore_columns(recs, df)
-        return recs
-    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
+            restore = "source" in df.columns and source is None
+            return arena.kaggle_records(df, file, src, report, rownums, restore=restore, labels=labels)
+        return arena.lmarena_records(df, file, src, report, rownums, labels=labels)
+    records = as_dicts(rows)
     if fmt == "hh-rlhf":
-        return public.hh_rlhf_records(records, file, _subset(path), report)
+        return public.hh_rlhf_records(records, file, _subset(path), report, rownums, labels)
     if fmt == "pandalm":
-        return public.pandalm_records(records, file, report)
+        return public.pandalm_records(records, file, report, rownums, labels)
     if fmt == "llmbar":
-        return public.llmbar_records(records, file, path.parent.name, report)
+        return public.llmbar_records(records, file, path.parent.name, report, rownums, labels)
     if fmt == "hhh":
-        return public.hhh_records(records, file, report)
+        return public.hhh_records(records, file, report, rownums, labels)
     if fmt == "jsonl":
-        return public.mapped_records(records, file, source or _subset(path), mapping or {}, report)
-    raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
-
-
-def _restore_columns(records: list[PairRecord], df: pd.DataFrame) -> list[PairRecord]:
-    from dataclasses import replace
-
-    by_id = df.set_index(df["id"].astype(str))
-    out = []
-    for r in records:
-        row = by_id.loc[r.id]
-        soft = row.get("soft_label") if "soft_label" in by_id.columns else None
-        if isinstance(soft, str) and soft.strip():
-            soft = tuple(json.loads(soft))
-        elif hasattr(soft, "tolist"):
-            soft = tuple(soft.tolist())
-        else:
-            soft = None
-        out.append(replace(r, source=str(row["source"]) or r.source, soft_label=soft))
-    return out
+        return public.mapped_records(records, file, source or _subset(path), mapping or {}, report, rownums, labels)
+    raise errors.UsageError(f"unknown format {fmt!r}; choose one of {FORMATS}")
 
 
 def read_pairs(paths: str | Path | Iterable[str | Path], fmt: str = "auto", mapping: Mapping[str, str] | None = None,
-               source: str | None = None, strict: bool = True) -> tuple[list[PairRecord], ReadReport]:
-    """Read files and folders into records, in file order then row order.
+               source: str | None = None, strict: bool = True, labels: str = "auto") -> tuple[list[PairRecord], ReadReport]:
+    """Read files and folders into canonical records, in file order then row order.
 
-    strict=True raises DataError listing every fatal problem; strict=False returns them in the report.
+    Folders are read recursively (files ending in .csv, .csv.gz, .parquet, .jsonl, .jsonl.gz, .ndjson,
+    .json, .json.gz). Each file's format is told from its columns.
+
+    Args:
+        paths: a file, a folder, or several of them.
+        fmt: "auto" (detect per file) or one of FORMATS to force a reader.
+        mapping: generic JSON(L) field mapping, ours -> theirs (implies fmt="jsonl"); see public.mapped_records.
+        source: the source name of every record (default: each reader's own, e.g. the file stem for Kaggle files).
+        strict: True raises DataError listing every fatal problem; False returns them in the report (what
+            `data validate` shows) together with the rows that could be read.
+        labels: "auto" reads labels where the file has them; "ignore" skips every label column and soft label,
+            so a test file whose label columns are partial or malformed can still be predicted on.
+    Returns:
+        (records, report): the records, and the problems (each naming file, row, id and field) and counts of
+        repairs found while reading.
+
+    Raises:
+        DataError: strict=True and some problem is fatal.
+        FileNotFoundError: a path does not exist, or a folder holds no data files.
+
+    Example:
+        >>> records, report = read_pairs("../shared/data/pandalm")         # doctest: +SKIP
+        >>> len(records), records[0].model_a                                # doctest: +SKIP
+        (999, 'bloom-7b')
+        >>> test, _ = read_pairs("test.csv", labels="ignore")               # doctest: +SKIP
     """
+    if labels not in LABEL_MODES:
+        raise errors.UsageError(f"labels={labels!r}: choose one of {LABEL_MODES}")
+    if fmt not in FORMATS:
+        raise errors.UsageError(f"unknown format {fmt!r}; choose one of {FORMATS}")
     if isinstance(paths, (str, Path)):
         paths = [paths]
     report = ReadReport()
+    files = _Files()
     records: list[PairRecord] = []
     seen: dict[str, tuple[str, str]] = {}  # id -> (file, source) where it first appeared
     for path in expand(paths):
-        for r in read_file(path, fmt, mapping, source, report):
+        for r in read_file(path, fmt, mapping, source, report, labels == "auto", files):
             if r.id in seen:
                 first_file, first_source = seen[r.id]
                 report.add(path, None, r.id, "id", f"duplicate id: also used in {first_file} (source {first_source!r}); "

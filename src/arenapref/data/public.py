@@ -3,6 +3,9 @@
 Sets that come as chosen/rejected have no positions; each pair is put in A/B order by a hash of its id, so
 about half the pairs have the chosen answer as B. Otherwise every label would be "A wins" and a model would
 learn the position, not the preference.
+
+Every importer takes `rownums` (the rows' own 1-based numbers, when the loader left unreadable rows out) and
+`labels` (False: build the records without labels and without reading the label fields, for prediction).
 """
 
 from __future__ import annotations
@@ -11,9 +14,22 @@ import re
 from collections import Counter
 from typing import Any, Mapping
 
-from arenapref.data.arena import is_missing, parse_turns, repair_surrogates
+from arenapref.data.arena import (
+    is_missing,
+    normalise_id,
+    numbered,
+    parse_turns,
+    repair_surrogates,
+)
 from arenapref.data.problems import ReadReport
-from arenapref.data.record import A_WINS, B_WINS, TIE, PairRecord, text_hash
+from arenapref.data.record import (
+    A_WINS,
+    B_WINS,
+    TIE,
+    PairRecord,
+    majority_label,
+    text_hash,
+)
 
 HH_SPEAKER = re.compile(r"\n\n(Human|Assistant): ")
 HHH_PARTS = re.compile(
@@ -28,13 +44,15 @@ def _clean(text: str, report: ReadReport) -> str:
     return text
 
 
-def chosen_rejected_record(id_: str, prompt, chosen, rejected, source: str, meta=None, **kw) -> PairRecord:
+def chosen_rejected_record(id_: str, prompt, chosen, rejected, source: str, meta=None, labels: bool = True,
+                           **kw) -> PairRecord:
     """A pair from a chosen/rejected set, with the chosen side placed by a hash of the id."""
     chosen_is_a = int(text_hash(id_)[-1], 16) % 2 == 0
     a, b = (chosen, rejected) if chosen_is_a else (rejected, chosen)
+    label = (A_WINS if chosen_is_a else B_WINS) if labels else None
     return PairRecord(
         id=id_, prompt=tuple(prompt), response_a=tuple(a), response_b=tuple(b),
-        label=A_WINS if chosen_is_a else B_WINS, source=source, meta=meta or {}, **kw,
+        label=label, source=source, meta=meta or {}, **kw,
     )
 
 
@@ -72,9 +90,10 @@ def _answered(messages: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return messages[:-1] if len(messages) > 1 and messages[-1][0] == "Human" else messages
 
 
-def hh_rlhf_records(rows: list[dict], file: str, subset: str, report: ReadReport) -> list[PairRecord]:
+def hh_rlhf_records(rows: list[dict], file: str, subset: str, report: ReadReport, rownums=None,
+                    labels: bool = True) -> list[PairRecord]:
     out = []
-    for i, row in enumerate(rows, start=1):
+    for i, row in numbered(rows, rownums):
         id_ = f"hh-rlhf/{subset}/{i}"
         if not isinstance(row.get("chosen"), str) or not isinstance(row.get("rejected"), str):
             field = "chosen" if not isinstance(row.get("chosen"), str) else "rejected"
@@ -89,25 +108,28 @@ def hh_rlhf_records(rows: list[dict], file: str, subset: str, report: ReadReport
             report.counts["hh_prompt_mismatch"] += 1
         if chosen == rejected:
             report.counts["identical_responses"] += 1
-        out.append(chosen_rejected_record(id_, users, chosen, rejected, "hh-rlhf", {"subset": subset}))
+        out.append(chosen_rejected_record(id_, users, chosen, rejected, "hh-rlhf", {"subset": subset}, labels))
     return out
 
 
-def pandalm_records(rows: list[dict], file: str, report: ReadReport) -> list[PairRecord]:
-    """Three annotators vote 0 = tie, 1 = response1, 2 = response2: soft label = vote shares, hard = majority."""
+def pandalm_records(rows: list[dict], file: str, report: ReadReport, rownums=None, labels: bool = True) -> list[PairRecord]:
+    """Three annotators vote 0 = tie, 1 = response1, 2 = response2: soft label = vote shares, hard = majority
+    (`majority_label`: three different votes are no majority, so a tie)."""
     vote_to_label = {1: A_WINS, 2: B_WINS, 0: TIE}
     out = []
-    for i, row in enumerate(rows, start=1):
-        id_ = f"pandalm/{row.get('idx', i - 1)}"
+    for i, row in numbered(rows, rownums):
+        raw_idx = row.get("idx")
+        id_ = f"pandalm/{normalise_id(raw_idx) if not is_missing(raw_idx) else i - 1}"
         votes = [row.get(f"annotator{k}") for k in (1, 2, 3)]
         bad = [k for k, v in zip((1, 2, 3), votes) if v not in vote_to_label]
-        if bad:
+        if bad and labels:
             report.add(file, i, id_, f"annotator{bad[0]}", f"vote must be 0, 1 or 2, got {votes[bad[0] - 1]!r}")
             continue
-        counts = Counter(vote_to_label[v] for v in votes)
-        soft = tuple(counts.get(k, 0) / 3 for k in (A_WINS, B_WINS, TIE))
-        top, n = counts.most_common(1)[0]
-        majority = top if n >= 2 else TIE  # three different votes: no majority, call it a tie
+        soft = majority = None
+        if labels:
+            counts = Counter(vote_to_label[v] for v in votes)
+            soft = tuple(counts.get(k, 0) / 3 for k in (A_WINS, B_WINS, TIE))
+            majority = majority_label([vote_to_label[v] for v in votes])
         instruction = _clean(str(row.get("instruction") or ""), report)
         extra = _clean(str(row.get("input") or ""), report)
         prompt = instruction + ("\n\n" + extra if extra.strip() else "")
@@ -123,11 +145,12 @@ def pandalm_records(rows: list[dict], file: str, report: ReadReport) -> list[Pai
     return out
 
 
-def llmbar_records(rows: list[dict], file: str, subset: str, report: ReadReport) -> list[PairRecord]:
+def llmbar_records(rows: list[dict], file: str, subset: str, report: ReadReport, rownums=None,
+                   labels: bool = True) -> list[PairRecord]:
     out = []
-    for i, row in enumerate(rows, start=1):
+    for i, row in numbered(rows, rownums):
         id_ = f"llmbar/{subset}/{i}"
-        if row.get("label") not in (1, 2):
+        if labels and row.get("label") not in (1, 2):
             report.add(file, i, id_, "label", f"label must be 1 or 2, got {row.get('label')!r}")
             continue
         out.append(
@@ -135,16 +158,17 @@ def llmbar_records(rows: list[dict], file: str, subset: str, report: ReadReport)
                 id=id_, prompt=(_clean(str(row.get("input") or ""), report),),
                 response_a=(_clean(str(row.get("output_1") or ""), report),),
                 response_b=(_clean(str(row.get("output_2") or ""), report),),
-                label=A_WINS if row["label"] == 1 else B_WINS, source="llmbar", meta={"subset": subset},
+                label=(A_WINS if row["label"] == 1 else B_WINS) if labels else None, source="llmbar",
+                meta={"subset": subset},
             )
         )
     return out
 
 
-def hhh_records(rows: list[dict], file: str, report: ReadReport) -> list[PairRecord]:
+def hhh_records(rows: list[dict], file: str, report: ReadReport, rownums=None, labels: bool = True) -> list[PairRecord]:
     """BIG-bench HHH as wrapped by prometheus-eval: query and response sit inside a grading prompt."""
     out = []
-    for i, row in enumerate(rows, start=1):
+    for i, row in numbered(rows, rownums):
         id_ = f"hhh/{i}"
         parsed = {}
         for side in ("chosen_instruction", "rejected_instruction"):
@@ -159,13 +183,14 @@ def hhh_records(rows: list[dict], file: str, report: ReadReport) -> list[PairRec
         out.append(
             chosen_rejected_record(
                 id_, [query], [parsed["chosen_instruction"][1]], [parsed["rejected_instruction"][1]], "hhh",
-                {"subset": row.get("source")},
+                {"subset": row.get("source")}, labels,
             )
         )
     return out
 
 
-def mapped_records(rows: list[dict], file: str, source: str, mapping: Mapping[str, str], report: ReadReport) -> list[PairRecord]:
+def mapped_records(rows: list[dict], file: str, source: str, mapping: Mapping[str, str], report: ReadReport,
+                   rownums=None, labels: bool = True) -> list[PairRecord]:
     """Generic JSONL: `mapping` names our fields -> their keys (prompt, response_a, response_b, id, label,
     model_a, model_b, or chosen/rejected instead of response_a/response_b/label).
 
@@ -181,8 +206,9 @@ def mapped_records(rows: list[dict], file: str, source: str, mapping: Mapping[st
         report.add(file, None, None, None, f"field mapping lacks {missing}; give e.g. --map prompt=question --map response_a=answer1")
         return []
     out = []
-    for i, row in enumerate(rows, start=1):
-        id_ = str(row.get(mapping.get("id", "id"), i)) if mapping.get("id", "id") in row else f"{source}/{i}"
+    for i, row in numbered(rows, rownums):
+        id_key = mapping.get("id", "id")
+        id_ = (normalise_id(row.get(id_key)) if id_key in row else "") or f"{source}/{i}"
         fields = {}
         for ours in needed:
             theirs = mapping[ours]
@@ -195,10 +221,11 @@ def mapped_records(rows: list[dict], file: str, source: str, mapping: Mapping[st
                 break
         else:
             if pairwise:
-                out.append(chosen_rejected_record(id_, fields["prompt"], fields["chosen"], fields["rejected"], source))
+                out.append(chosen_rejected_record(id_, fields["prompt"], fields["chosen"], fields["rejected"], source,
+                                                  labels=labels))
                 continue
             label = None
-            if "label" in mapping and not is_missing(row.get(mapping["label"])):
+            if labels and "label" in mapping and not is_missing(row.get(mapping["label"])):
                 label = label_words.get(str(row[mapping["label"]]).strip().lower())
                 if label is None:
                     report.add(file, i, id_, mapping["label"], f"unknown label {row[mapping['label']]!r}; use 0/1/2 or a/b/tie")
@@ -214,3 +241,4 @@ def mapped_records(rows: list[dict], file: str, source: str, mapping: Mapping[st
 
 def _get(row: dict, key: str | None) -> Any:
     return None if key is None or is_missing(row.get(key)) else str(row[key])
+

@@ -272,6 +272,13 @@ def test_malformed_labels_and_soft_labels_are_ignored_when_labels_are_not_needed
     assert [r.prompt for r in recs] == [r.prompt for r in records(3)]
 
 
+def test_labels_ignore_applies_to_every_reader(shared_data):
+    for sub in ("pandalm", "llmbar/LLMBar_Natural", "llmfao", "tulu-human-eval", "arena-votes"):
+        recs, report = read_pairs(shared_data / sub, labels="ignore")
+        assert recs and all(r.label is None and r.soft_label is None for r in recs), sub
+        assert fatal(report) == []
+
+
 def test_unknown_labels_mode_is_a_usage_error(tmp_path):
     from arenapref.errors import UsageError
 

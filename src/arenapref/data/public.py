@@ -1,4 +1,4 @@
-"""Importers for public preference sets: hh-rlhf, PandaLM, LLMBar, BIG-bench HHH, and mapped JSONL.
+"""Importers for public preference sets: hh-rlhf, PandaLM, LLMBar, BIG-bench HHH, LLMEval², and mapped JSONL.
 
 Sets that come as chosen/rejected have no positions; each pair is put in A/B order by a hash of its id, so
 about half the pairs have the chosen answer as B. Otherwise every label would be "A wins" and a model would
@@ -6,6 +6,18 @@ learn the position, not the preference.
 
 Every importer takes `rownums` (the rows' own 1-based numbers, when the loader left unreadable rows out) and
 `labels` (False: build the records without labels and without reading the label fields, for prediction).
+
+LLMEval² (`llmeval2/LLMEval2_benchmark.json`, JSON lines in a .json file): `human` is model1 (A wins),
+model2 (B wins) or TIE; `dataset` names which of the 15 remixed sets the row comes from and is kept as
+`meta["dataset"]` (and `meta["subset"]`, the key other importers use); the source stays "llmeval2". Two of
+its sets store a conversation as one text, which is split into turns so that the record is the conversation
+it shows (counted as `llmeval2_transcripts_split`):
+- mt-bench: the query is empty and each response is the whole two-turn transcript ("user: ...\n\nassistant:
+  ..."). When both transcripts parse and ask the same user turns, the user turns become the prompt and each
+  side's assistant turns its response; the rest (truncated transcripts) are kept as they are.
+- hh-rlhf: the query is the dialogue up to the final "\n\nAssistant:"; its Human turns become the prompt,
+  the earlier Assistant turns are shared by both sides and each response is the last turn (as hh_rlhf_records
+  does for the hh-rlhf files).
 """
 
 from __future__ import annotations
@@ -242,3 +254,79 @@ def mapped_records(rows: list[dict], file: str, source: str, mapping: Mapping[st
 def _get(row: dict, key: str | None) -> Any:
     return None if key is None or is_missing(row.get(key)) else str(row[key])
 
+
+LLMEVAL2_HUMAN = {"model1": A_WINS, "model2": B_WINS, "tie": TIE}
+MT_BENCH_SPEAKER = re.compile(r"(?:^|\n\n)(user|assistant): ")
+
+
+def split_role_transcript(text: str) -> list[tuple[str, str]] | None:
+    """'user: ...\\n\\nassistant: ...' (MT-Bench as LLMEval² stores it) -> [(role, text), ...], or None when the
+    text does not start with a user turn or the roles do not alternate user / assistant."""
+    parts = MT_BENCH_SPEAKER.split(text)
+    if parts[0] != "" or len(parts) < 5:
+        return None
+    messages = list(zip(parts[1::2], parts[2::2]))
+    if [role for role, _ in messages] != ["user", "assistant"] * (len(messages) // 2) or len(messages) % 2:
+        return None
+    return messages
+
+
+def _llmeval2_turns(row: dict, report: ReadReport) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    query, r1, r2 = (_clean(str(row.get(k) or ""), report) for k in ("query", "response1", "response2"))
+    dataset = str(row.get("dataset") or "")
+    if dataset == "mt-bench" and not query.strip():
+        m1, m2 = split_role_transcript(r1), split_role_transcript(r2)
+        if m1 and m2 and [t for _, t in m1[::2]] == [t for _, t in m2[::2]]:
+            report.counts["llmeval2_transcripts_split"] += 1
+            return tuple(t for _, t in m1[::2]), tuple(t for _, t in m1[1::2]), tuple(t for _, t in m2[1::2])
+    if dataset == "hh-rlhf" and query.startswith("\n\nHuman: ") and query.rstrip().endswith("\n\nAssistant:"):
+        messages = split_hh_transcript(query.rstrip()[: -len("\n\nAssistant:")])
+        users, assistants = _turns(messages)
+        if users and assistants[-1] == "":
+            report.counts["llmeval2_transcripts_split"] += 1
+            earlier = tuple(assistants[:-1])
+            # the query ended at "Assistant:", so each answer opens with the space that followed it
+            return tuple(users), earlier + (r1.removeprefix(" "),), earlier + (r2.removeprefix(" "),)
+    return (query,), (r1,), (r2,)
+
+
+def llmeval2_records(rows: list[dict], file: str, report: ReadReport, rownums=None, labels: bool = True) -> list[PairRecord]:
+    """LLMEval² JSON lines {query, response1, response2, human, dataset} (see the module docstring).
+
+    Args:
+        rows: one dict per line of LLMEval2_benchmark.json.
+        file: the file, for problems.
+        report: collects problems and counts (`llmeval2_transcripts_split`).
+        rownums: the rows' own numbers, when the loader left some rows out.
+        labels: False reads no `human` field.
+
+    Returns:
+        One record per valid row, ids `llmeval2/<row>`, source "llmeval2", meta["dataset"].
+
+    >>> row = {"query": "Hi?", "response1": "Hello", "response2": "Go", "human": "model1", "dataset": "shp"}
+    >>> llmeval2_records([row], "x.json", ReadReport())[0].label
+    0
+    """
+    out = []
+    for i, row in numbered(rows, rownums):
+        id_ = f"llmeval2/{i}"
+        label = None
+        if labels:
+            label = LLMEVAL2_HUMAN.get(str(row.get("human", "")).strip().lower())
+            if label is None:
+                report.add(file, i, id_, "human", f"human must be model1, model2 or TIE, got {row.get('human')!r}")
+                continue
+        for key in ("response1", "response2"):
+            if not isinstance(row.get(key), str):
+                report.add(file, i, id_, key, f"expected a response string, got {type(row.get(key)).__name__}")
+                break
+        else:
+            prompt, a, b = _llmeval2_turns(row, report)
+            dataset = _opt(row.get("dataset"))
+            out.append(PairRecord(id=id_, prompt=prompt, response_a=a, response_b=b, label=label, source="llmeval2",
+                                  meta={"dataset": dataset, "subset": dataset}))
+    return out
+
+
+def _opt(value: Any) -> str | None:
+    return None if is_missing(value) or not str(value).strip() else str(value).strip()

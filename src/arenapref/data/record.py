@@ -100,3 +100,113 @@ def hard_labels(records: Sequence[PairRecord]) -> np.ndarray:
 
 def is_labelled(records: Sequence[PairRecord]) -> bool:
     return all(r.label is not None or r.soft_label is not None for r in records)
+
+
+# --- records without texts: battle logs --------------------------------------------------------------------
+
+BATTLE_LOG = "battle_log"  # meta key: True on a record read from a vote log that has no texts
+
+
+def battle_log_record(id_: str, model_a: str | None, model_b: str | None, label: int | None, source: str,
+                      meta: dict[str, Any] | None = None) -> PairRecord:
+    """A vote between two named models with no conversation: empty turns, `meta["battle_log"] = True`.
+
+    Rankings (`arenapref.rank`), `data stats` and `data validate` use such records; a preference model cannot
+    learn from them, so training code leaves them out with `split_textless`.
+
+    Args:
+        id_: the record's id.
+        model_a, model_b: the two models' names.
+        label: index into LABELS, or None.
+        source: the set's name.
+        meta: more fields to keep (judge, language, ...); `battle_log` is added.
+
+    Returns:
+        A PairRecord with empty prompt and responses.
+
+    >>> battle_log_record("votes/1", "gpt-4", "claude-v1", A_WINS, "votes").meta
+    {'battle_log': True}
+    """
+    return PairRecord(id=id_, prompt=(), response_a=(), response_b=(), label=label, model_a=model_a, model_b=model_b,
+                      source=source, meta={BATTLE_LOG: True, **(meta or {})})
+
+
+def has_text(record: PairRecord) -> bool:
+    """Whether the record carries a conversation a model can read (False for battle-log records, also after a
+    round trip through a canonical file, where their turns are empty lists).
+
+    Args:
+        record: any record.
+
+    Returns:
+        False when the record is marked as a battle log or every turn is blank, else True.
+
+    >>> has_text(battle_log_record("b/1", "gpt-4", "claude-v1", A_WINS, "votes"))
+    False
+    """
+    if record.meta.get(BATTLE_LOG):
+        return False
+    return any(t.strip() for part in (record.prompt, record.response_a, record.response_b) for t in part)
+
+
+def split_textless(records: Sequence[PairRecord]) -> tuple[list[PairRecord], list[PairRecord]]:
+    """(records with text, records without): training and prediction use the first, rankings can use both.
+
+    Args:
+        records: any records, e.g. everything read_pairs returned.
+
+    Returns:
+        (with_text, textless), each in input order (`has_text` decides).
+
+    >>> with_text, textless = split_textless(records)            # doctest: +SKIP
+    >>> if textless: print(f"left out {len(textless)} battle-log rows without texts")  # doctest: +SKIP
+    """
+    with_text, textless = [], []
+    for r in records:
+        (with_text if has_text(r) else textless).append(r)
+    return with_text, textless
+
+
+# --- several annotators per pair ---------------------------------------------------------------------------
+
+
+def majority_label(votes: Sequence[int]) -> int:
+    """Hard label of several annotators' votes (indices into LABELS): the most frequent vote when it is the
+    only most frequent one; a shared top (1-1, 2-2, 1-1-1: the annotators split) is a tie, as in PandaLM's
+    own evaluation.
+
+    Args:
+        votes: one label index (A_WINS, B_WINS or TIE) per annotator.
+
+    Returns:
+        The hard label.
+
+    Raises:
+        ValueError: no votes.
+
+    >>> majority_label([A_WINS, A_WINS, TIE]), majority_label([A_WINS, B_WINS]), majority_label([B_WINS])
+    (0, 2, 1)
+    """
+    if not votes:
+        raise ValueError("no votes")
+    counts = np.bincount(np.asarray(votes, dtype=int), minlength=3)
+    top = counts.max()
+    winners = np.flatnonzero(counts == top)
+    return int(winners[0]) if len(winners) == 1 else TIE
+
+
+def mean_soft_label(vectors: Sequence[Sequence[float]]) -> tuple[float, float, float]:
+    """Average of per-vote probability vectors (one-hot for a plain vote): the annotators' vote shares.
+
+    Args:
+        vectors: one (p_a, p_b, p_tie) per vote.
+
+    Returns:
+        Their mean, rescaled to sum to exactly 1.
+
+    >>> mean_soft_label([(1, 0, 0), (0.75, 0, 0.25)])
+    (0.875, 0.0, 0.125)
+    """
+    m = np.mean(np.asarray(vectors, dtype=float), axis=0)
+    m = m / m.sum()
+    return (float(m[0]), float(m[1]), float(m[2]))

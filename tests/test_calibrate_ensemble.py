@@ -21,7 +21,7 @@ from arenapref.cli import app
 from arenapref.config import FeaturesConfig, PriorConfig, RunConfig
 from arenapref.cv import cross_validate, score_targets
 from arenapref.data.folds import GroupedFolds
-from arenapref.data.io import read_pairs
+from arenapref.data.io import read_pairs, write_pairs
 from arenapref.data.record import LABELS, TIE, swap_labels
 from arenapref.ensemble import (
     PredictionFileError,
@@ -247,7 +247,7 @@ def test_calibrate_command_on_an_oof_file(pandalm, oof_files, tmp_path):
     assert load_model(tmp_path / "prior").calibration is not None
 
 
-def test_calibrate_command_on_target_data_then_predict_applies_it(tie_free_model, shared_data, tmp_path):
+def test_calibrate_command_on_target_data_then_predict_applies_it(tie_free_model, shared_data, pandalm, tmp_path):
     tie_free_model.save(tmp_path / "model")
     pandalm_file = shared_data / "pandalm" / "testset-v1.json"
 
@@ -260,7 +260,10 @@ def test_calibrate_command_on_target_data_then_predict_applies_it(tie_free_model
     assert result.exit_code == 0, result.output
     sub = pd.read_csv(tmp_path / "sub.csv")
     assert sub["winner_tie"].mean() > 0.05  # the raw model predicts ~0 ties
-    assert grade(tmp_path / "sub.csv", tmp_path / "sub.csv")["rows"] == 999
+    solution = tmp_path / "solution.csv"  # PandaLM's majority labels in the competition's columns
+    write_pairs(pandalm, solution)
+    graded = grade(tmp_path / "sub.csv", solution)
+    assert graded["rows"] == 999 and graded["log_loss"] < 1.0986  # calibrated: better than uniform on ties
 
 
 def test_calibrate_command_needs_something_to_fit_on(tmp_path, pandalm):

@@ -18,6 +18,10 @@ class DataError(ArenaprefError, ValueError):
     """Input data cannot be read: the message names the file, row, id and field (see data/problems.py)."""
 
 
+class InputNotFound(ArenaprefError, FileNotFoundError):
+    """A named input file or folder does not exist, or a folder holds no data files."""
+
+
 class ConfigError(ArenaprefError, ValueError):
     """A config file, a --set override or a combination of options is invalid."""
 

@@ -23,7 +23,8 @@ import numpy as np
 
 from arenapref.config import RunConfig, config_yaml
 from arenapref.cv import CVResult, cross_validate, first_unlabelled, score_targets
-from arenapref.data.record import LABELS, PairRecord
+from arenapref.data.overlap import find_overlaps
+from arenapref.data.record import LABELS, PairRecord, split_textless
 from arenapref.errors import UsageError
 from arenapref.files import check_output_dir, check_output_file, write_frame, write_text
 from arenapref.infer.options import BACKENDS, QUANTIZATION, EngineOptions
@@ -31,24 +32,54 @@ from arenapref.models.base import PairModel, SequenceModel, build_model, load_mo
 
 
 # --- cv ---------------------------------------------------------------------------------------------------------
+def with_text(records: Sequence[PairRecord], what: str, notes: list[str]) -> list[PairRecord]:
+    """The records a model can read: battle-log rows (model names and a winner, no texts) are left out, said in
+    `notes`."""
+    kept, textless = split_textless(records)
+    if textless:
+        notes.append(f"{len(textless)} battle-log row(s) without texts left out of {what} (they serve `rank`)")
+    if not kept:
+        raise UsageError(f"no rows with texts to {what.split()[0]}: the input holds battle logs only (use `arenapref rank`)")
+    return kept
+
+
+def overlap_note(named: dict[str, Sequence[PairRecord]], what: str) -> str | None:
+    """A warning when the same pair (normalised texts, either A/B order) sits on both sides of a split."""
+    report = find_overlaps(named)
+    shared = sum(o.distinct for o in report.pairs.values())
+    if not shared:
+        return None
+    worst = max(report.pairs.items(), key=lambda kv: kv[1].distinct)
+    return (f"{shared} pair(s) appear in more than one {what} (e.g. {worst[1].distinct} between {worst[0][0]} and "
+            f"{worst[0][1]}; texts compared case-, space- and punctuation-insensitively): held-out scores may be "
+            "optimistic; `arenapref data overlap` lists them")
+
+
 @dataclass
 class CVRun:
     result: CVResult
     seconds: float
     files: dict[str, Path]
+    notes: list[str] = field(default_factory=list)
 
 
 def run_cv(records: Sequence[PairRecord], run: RunConfig, output: Path, progress: bool | None = True) -> CVRun:
     """Grouped k-fold CV of `run.model` beside the baselines; writes oof.csv, scores.csv and config.yaml to
-    `output` (a folder)."""
+    `output` (a folder). Notes say which rows were left out and whether the same pair sits in two folds."""
     check_output_dir(output, "cv output folder")
+    notes: list[str] = []
+    records = with_text(records, "cross-validation", notes)
     start = time.perf_counter()
     result = cross_validate(records, run, show_progress=progress)
+    folds = {f"fold {k}": [r for r, f in zip(records, result.fold_ids) if f == k] for k in np.unique(result.fold_ids)}
+    note = overlap_note(folds, "fold")
+    if note:
+        notes.append(note)
     files = {"oof": output / "oof.csv", "scores": output / "scores.csv", "config": output / "config.yaml"}
     write_frame(result.predictions_frame(), files["oof"], "out-of-fold predictions")
     write_frame(result.table, files["scores"], "scores")
     write_text(files["config"], config_yaml(run), "config")
-    return CVRun(result, time.perf_counter() - start, files)
+    return CVRun(result, time.perf_counter() - start, files, notes)
 
 
 # --- train ------------------------------------------------------------------------------------------------------
@@ -58,6 +89,8 @@ class TrainRun:
     seconds: float
     directory: Path
     resumed_from: str | None = None
+    rows: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 def run_train(records: Sequence[PairRecord], run: RunConfig, output: Path, resume: bool = False,
@@ -71,6 +104,8 @@ def run_train(records: Sequence[PairRecord], run: RunConfig, output: Path, resum
                              f"{run.model.family!r}")
         run = run.model_copy(update={"model": run.model.model_copy(update={"resume": True})})
     check_output_dir(output)
+    notes: list[str] = []
+    records = with_text(records, "training", notes)
     where = first_unlabelled(records)
     if where is not None:
         raise UsageError(f"training needs labels: {where} has none (is this a test file?)")
@@ -78,7 +113,7 @@ def run_train(records: Sequence[PairRecord], run: RunConfig, output: Path, resum
     model = build_model(run.model).fit(records, progress=progress)
     resumed = (getattr(model, "train_report_", None) or {}).get("resumed_from")
     model.save(output, extra_files={"run.yaml": config_yaml(run)})
-    return TrainRun(model, time.perf_counter() - start, output, resumed)
+    return TrainRun(model, time.perf_counter() - start, output, resumed, len(records), notes)
 
 
 # --- predict ----------------------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ err = Console(stderr=True)
 
 INPUTS_HELP = ("Data files or folders: Kaggle arena CSV/parquet/JSONL, LMArena dumps, battle logs, hh-rlhf, PandaLM, "
                "LLMBar, HHH, LLMFAO, LLMEval2, Tulu (format detected from the content).")
-FORMAT_OPT = typer.Option("auto", "--format", "-f", help="Force a reader (see `arenapref data import --help`).")
+FORMAT_OPT = typer.Option("auto", "--format", "-f", help="Force a reader: auto, kaggle, lmarena, battles, hh-rlhf, "
+                          "pandalm, llmbar, hhh, llmeval2, llmfao, tulu, jsonl.")
 MAP_OPT = typer.Option(None, "--map", help="Generic JSONL field mapping, ours=theirs, repeatable: --map prompt=question --map response_a=ans1 ...")
 CONFIG_OPT = typer.Option(None, "--config", "-c", help="YAML or TOML run config (see examples/).")
 SET_OPT = typer.Option(None, "--set", "-s", help="Override a config value, e.g. --set model.n_estimators=500 (repeatable).")

@@ -67,7 +67,7 @@ def data_stats(inputs: List[Path] = typer.Argument(..., help=INPUTS_HELP), fmt: 
         ("prompt chars p50/p90/p99", lambda d: "/".join(str(d["chars"]["prompt"][f"p{q}"]) for q in (50, 90, 99))),
         ("response chars p50/p90/p99", lambda d: "/".join(str(d["chars"]["response"][f"p{q}"]) for q in (50, 90, 99))),
         ("identical responses", lambda d: d["identical_responses"]), ("empty responses", lambda d: d["empty_responses"]),
-        ("models", lambda d: len(d["models"])),
+        ("battle-log rows (no text)", lambda d: d.get("textless", 0)), ("models", lambda d: len(d["models"])),
     ]
     names = list(by_source)
     for start in range(0, len(names), 4):  # at most four sets side by side: the table fits 80 columns
@@ -81,3 +81,33 @@ def data_stats(inputs: List[Path] = typer.Argument(..., help=INPUTS_HELP), fmt: 
     models = by_source["all"]["models"]
     if models:
         out.print("most frequent models: " + ", ".join(f"{m} ({c})" for m, c in list(models.items())[:10]))
+
+
+@app.command("overlap")
+def data_overlap(
+    inputs: List[Path] = typer.Argument(..., help="Two or more data files or folders (each one set), or one folder "
+                                        "whose sources are compared with each other."),
+    level: str = typer.Option("conversation", help="conversation: all turns must match; first_turn: the first only."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="CSV of the shared pairs and prompts per two sets."),
+    fmt: str = FORMAT_OPT,
+):
+    """Pairs (prompt and both responses, in either A/B order) and prompts that appear in more than one input, texts
+    compared case-, space- and punctuation-insensitively: what a held-out set shares with the training data."""
+    from arenapref.data.overlap import find_overlaps, sets_by_source
+    from arenapref.errors import UsageError
+    from arenapref.files import write_frame
+
+    if level not in ("conversation", "first_turn"):
+        raise UsageError(f"--level {level!r}: choose conversation or first_turn")
+    if len(inputs) > 1:
+        sets = {}
+        for path in inputs:
+            name = path.name or str(path)
+            sets[name if name not in sets else str(path)] = read([path], fmt)[0]
+    else:
+        sets = sets_by_source(read(inputs, fmt)[0], with_subset=True)
+    report = find_overlaps(sets, level=level)
+    out.print(report.summary(), highlight=False)
+    if output is not None:
+        write_frame(report.table(), output, "overlap table")
+        out.print(f"table: {output}")

@@ -44,7 +44,9 @@ def cv(
     run = config_from(config, overrides, model, folds)
     records, _ = read(inputs, fmt)
     done = run_cv(records, run, output)
-    show_table(done.result.table, f"{run.model.family}: {run.folds.n_splits}-fold grouped CV ({len(records)} rows, "
+    for note in done.notes:
+        warn(note)
+    show_table(done.result.table, f"{run.model.family}: {run.folds.n_splits}-fold grouped CV ({len(done.result.records)} rows, "
                f"{done.seconds:.0f} s); lower log loss is better")
     out.print(f"out-of-fold predictions: {done.files['oof']}")
     return done.result
@@ -67,9 +69,11 @@ def train(
     run = config_from(config, overrides, model)
     records, _ = read(inputs, fmt)
     done = run_train(records, run, output, resume=resume)
+    for note in done.notes:
+        warn(note)
     if done.resumed_from:
         out.print(f"resumed from {done.resumed_from}")
-    out.print(f"trained {run.model.family} on {len(records)} rows in {done.seconds:.0f} s -> {output}")
+    out.print(f"trained {run.model.family} on {done.rows} rows in {done.seconds:.0f} s -> {output}")
     return done.model
 
 
@@ -95,7 +99,7 @@ def predict(
     from arenapref.workflows import EngineRequest, default_work_dir, run_predict
 
     engine = EngineRequest(token_budget, work_dir, resume, backend, quantize)
-    records, _ = read(test, fmt)
+    records, _ = read(test, fmt, labels="ignore", on_id_clash="error")  # submission ids are never rewritten
     try:
         done = run_predict(model_dir, records, output, swap_tta, engine, batch_size, trust_pickle=trust_model_code)
     except KeyboardInterrupt:
@@ -126,7 +130,7 @@ def estimate(
     from arenapref.errors import UsageError
     from arenapref.workflows import EngineRequest, run_estimate
 
-    records, _ = read(test, fmt)
+    records, _ = read(test, fmt, labels="ignore", on_id_clash="error")  # submission ids are never rewritten
     if not records:
         raise UsageError("the input has no rows")
     result = run_estimate(model_dir, records, EngineRequest(token_budget, None, False, backend, quantize), swap_tta,

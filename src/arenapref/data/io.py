@@ -49,12 +49,12 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if _is_data_file(f))
             if not found:
-                raise FileNotFoundError(f"{p}: folder holds no data files ({', '.join(DATA_SUFFIXES)})")
+                raise errors.InputNotFound(f"{p}: folder holds no data files ({', '.join(DATA_SUFFIXES)})")
             out.extend(found)
         elif p.exists():
             out.append(p)
         else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
+            raise errors.InputNotFound(f"{p}: no such file or folder")
     return out
 
 

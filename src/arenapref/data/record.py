@@ -8,6 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from arenapref.errors import UsageError
+
 # Label order is fixed everywhere: column k of every probability matrix is LABELS[k].
 LABELS: tuple[str, str, str] = ("winner_model_a", "winner_model_b", "winner_tie")
 A_WINS, B_WINS, TIE = 0, 1, 2
@@ -88,7 +90,7 @@ def targets(records: Sequence[PairRecord]) -> np.ndarray:
     for i, r in enumerate(records):
         t = r.target()
         if t is None:
-            raise ValueError(f"record {r.id!r} (source {r.source!r}, position {i}) has no label; cannot train or score on it")
+            raise UsageError(f"record {r.id!r} (source {r.source!r}, position {i}) has no label; cannot train or score on it")
         out[i] = t
     return out
 

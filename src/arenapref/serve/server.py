@@ -112,4 +112,7 @@ def server_config(app, settings: ServeSettings, **uvicorn_options) -> uvicorn.Co
 
 def run(app, settings: ServeSettings, **uvicorn_options) -> None:
     """Serve `app` until interrupted, as uvicorn.run does, with the header timeout."""
-    uvicorn.Server(server_config(app, settings, **uvicorn_options)).run()
+    try:
+        uvicorn.Server(server_config(app, settings, **uvicorn_options)).run()
+    except KeyboardInterrupt:  # uvicorn re-raises the SIGINT it shut down on; uvicorn.run swallows it the same way
+        pass

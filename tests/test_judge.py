@@ -117,6 +117,11 @@ def test_judge_swap_tta_is_exactly_equivariant(tiny_lm, pandalm_records):
     p = model.predict_proba(records)
     q = model.predict_proba([r.swapped() for r in records])
     np.testing.assert_array_equal(q, swap_labels(p))
+    # not vacuous: a scorer that ignored its input (or the order) would pass the lines above
+    one = model.predict_proba(records, swap_tta=False)
+    other = model.predict_proba([r.swapped() for r in records], swap_tta=False)
+    assert np.abs(other - swap_labels(one)).max() > 1e-6
+    assert np.ptp(p, axis=0).max() > 1e-6
 
 
 # --- LoRA fine-tuning ---------------------------------------------------------------------------------------
@@ -190,7 +195,8 @@ def test_cli_predict_resume_and_estimate_with_a_judge(tiny_lm, shared_data, tmp_
     assert (work / "manifest.json").exists()  # an explicit work dir is kept
     result = runner.invoke(app, ["predict", str(model_dir), data, "-o", str(sub), "--work-dir", str(work), "--resume"])
     assert result.exit_code == 0, result.output
-    assert "92 of 92 sequences were already scored" in result.output
+    # 46 pairs in both orders are 92 sequences; the 88 distinct ones are scored once each, all already there
+    assert "88 of 88 sequences were already scored" in result.output
     assert sub.read_text() == first
     result = runner.invoke(app, ["estimate", str(model_dir), data, "--timed-rows", "8", "--sample-rows", "32", "--json"])
     assert result.exit_code == 0, result.output

@@ -85,6 +85,9 @@ def test_swap_tta_averages_both_orders(tiny_checkpoints, rows, tmp_path):
     one_order = model.predict_proba(test, swap_tta=False)
     other = model.predict_proba([r.swapped() for r in test], swap_tta=False)
     np.testing.assert_allclose(p, (one_order + swap_labels(other)) / 2, atol=1e-6)
+    # not vacuous: a scorer that ignored its input (or the order) would pass the lines above
+    assert np.abs(other - swap_labels(one_order)).max() > 1e-4  # one order alone is not swap-equivariant
+    assert np.ptp(p, axis=0).max() > 1e-4  # predictions differ from row to row
 
 
 def test_chat_template_model_trains_and_predicts(tiny_checkpoints, rows, tmp_path):

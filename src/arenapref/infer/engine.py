@@ -94,7 +94,14 @@ def score_orders(forward: Sequence[Sequence[int]], swapped: Sequence[Sequence[in
     if swapped is not None and len(swapped) != n:
         raise ValueError(f"{n} pairs but {len(swapped)} swapped pairs")
     sequences = list(forward) + (list(swapped) if swapped is not None else [])
-    raw = run_engine(backend, sequences, options, key, rows_per_pair=2 if swapped is not None else 1)
+    # Each distinct sequence is scored once: a pair that occurs twice (or is another pair's swap) costs nothing
+    # more, and identical sequences get identical scores whatever batch they would have landed in, which keeps
+    # swap TTA exactly equivariant on data with duplicates.
+    index: dict[tuple[int, ...], int] = {}
+    inverse = np.fromiter((index.setdefault(tuple(s), len(index)) for s in sequences), dtype=np.int64,
+                          count=len(sequences))
+    unique = [list(k) for k in index]
+    raw = run_engine(backend, unique, options, key, rows_per_pair=len(unique) / max(n, 1))[inverse]
     probs = to_probabilities(raw, backend.outputs)
     return (probs[:n], probs[n:]) if swapped is not None else (probs, None)
 

@@ -3,6 +3,7 @@ process or Ray actor uses to build a score function (`ScorerFactory`). No model 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -45,14 +46,14 @@ class EngineOptions:
 ScoreFn = Callable[..., "object"]  # (input_ids, attention_mask) int64 CPU tensors -> (rows, k) tensor
 
 
-class ScorerFactory:
+class ScorerFactory(ABC):
     """A picklable recipe for a score function on one device, for worker processes and Ray actors, which
     cannot receive a loaded model. Subclasses set `outputs` and implement `build`."""
 
     outputs = "logits"
 
-    def build(self, device: str) -> ScoreFn:
-        raise NotImplementedError
+    @abstractmethod
+    def build(self, device: str) -> ScoreFn: ...
 
 
 def resolve_devices(devices: Sequence[str] | None) -> list[str]:

@@ -331,3 +331,31 @@ def test_grading_against_the_real_arena_format_file(tmp_path, quirks_csv):
     result = grade(sub, quirks_csv)
     assert result["rows"] == 12
     assert result["log_loss"] == pytest.approx(math.log(3), abs=1e-8)
+
+
+def test_cv_calibrate_and_report_print_the_same_prior_for_the_same_folds(pandalm_records, tmp_path):
+    """One prior baseline: the pooled prior log loss in cv's scores.csv, calibrate's table and the report's CV
+    table agree exactly on the same oof.csv (the report used to compute an asymmetric prior of its own)."""
+    from typer.testing import CliRunner
+
+    from arenapref.cli import app
+    from arenapref.data.io import write_pairs
+    from arenapref.report import analysis
+
+    rows = list(pandalm_records[:300])
+    data = write_pairs(rows, tmp_path / "pandalm.csv")
+    runner = CliRunner()
+    settings = ["--set", "model.n_estimators=20", "--set", "model.tfidf_max_features=1000", "--set", "model.n_jobs=1"]
+    assert runner.invoke(app, ["cv", str(data), "-k", "3", "-o", str(tmp_path / "cv"), *settings]).exit_code == 0
+    assert runner.invoke(app, ["train", str(data), "-o", str(tmp_path / "model"), *settings]).exit_code == 0
+    scores = pd.read_csv(tmp_path / "cv" / "scores.csv").set_index("slice")
+    cv_prior = scores.loc["pooled", "prior logloss"]
+
+    from arenapref.workflows import run_calibrate
+
+    calibrated = run_calibrate(tmp_path / "model", tmp_path / "cv" / "oof.csv")
+    calibrate_prior = calibrated.table.set_index("slice").loc["pooled", "prior logloss"]
+    scored = analysis.align_oof(rows, [("features", tmp_path / "cv" / "oof.csv")])
+    report_prior = analysis.cv_table(scored).set_index("slice").loc["pooled", "prior logloss"]
+    assert cv_prior == pytest.approx(calibrate_prior, abs=1e-12) == pytest.approx(report_prior, abs=1e-12)
+    assert cv_prior < np.log(3)

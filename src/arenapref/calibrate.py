@@ -10,7 +10,7 @@ import pandas as pd
 
 from arenapref.data.record import TIE
 from arenapref.errors import UsageError
-from arenapref.metrics import log_loss
+from arenapref.metrics import fold_prior, log_loss
 from arenapref.models.base import CALIBRATION_FILE
 from arenapref.models.calibration import Calibrator
 
@@ -31,8 +31,10 @@ def cross_fit(probs: np.ndarray, targets: np.ndarray, folds: np.ndarray, symmetr
 
 def calibration_table(targets: np.ndarray, before: np.ndarray, after: np.ndarray, folds: np.ndarray,
                       sources: np.ndarray | None = None) -> pd.DataFrame:
-    """Log loss before and after calibration (and true vs predicted tie rate) per fold, pooled and per source."""
+    """Log loss before and after calibration beside the prior baseline on the same folds (metrics.fold_prior, as
+    `cv` and `report` compute it), and true vs predicted tie rate, per fold, pooled and per source."""
     n = len(targets)
+    baseline = fold_prior(targets, folds)
     slices = [(f"fold {k}", folds == k) for k in np.unique(folds)] + [("pooled", np.ones(n, bool))]
     if sources is not None and len(set(sources)) > 1:
         slices += [(f"source {s}", sources == s) for s in sorted(set(sources))]
@@ -42,5 +44,6 @@ def calibration_table(targets: np.ndarray, before: np.ndarray, after: np.ndarray
             "slice": name, "rows": int(m.sum()), "tie rate": float(targets[m, TIE].mean()),
             "pred tie before": float(before[m, TIE].mean()), "pred tie after": float(after[m, TIE].mean()),
             "logloss before": log_loss(targets[m], before[m]), "logloss after": log_loss(targets[m], after[m]),
+            "prior logloss": log_loss(targets[m], baseline[m]),
         })
     return pd.DataFrame(rows)

@@ -6,10 +6,11 @@ short); real data is read in place from the shared folder, and small subsets are
 
 from __future__ import annotations
 
-import re
 import csv
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -421,3 +422,91 @@ def test_merge_command_is_registered(runner):
     result = invoke(runner, "merge", "--help")
     assert result.exit_code == 0
     assert "plain transformers checkpoint" in flat(result.output)
+
+
+# ----------------------------------------------------------------------------- what a model directory may hold
+class _Exploit:
+    """Unpickling this creates a file: what a hostile model folder could do on load."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickled_model_state_is_refused_unless_trusted(runner, pandalm_subset, quirks_csv, in_tmp):
+    """A features model directory from arenapref 0.1 held a joblib pickle, which runs code on load. A crafted one
+    is refused with a message (nothing runs); --trust-model-code is the explicit way to load such a folder."""
+    import joblib
+
+    assert invoke(runner, "train", pandalm_subset, "-o", "model", "--set", "model.n_estimators=10",
+                  "--set", "model.n_jobs=1").exit_code == 0
+    model = in_tmp / "model"
+    for name in ("text_features.json", "text_features.npz"):
+        (model / name).unlink()
+    marker = in_tmp / "pwned"
+    joblib.dump({"tfidf": _Exploit(str(marker)), "svd": None}, model / "text_features.joblib")
+    for command in (["predict", model, quirks_csv, "-o", "sub.csv"], ["calibrate", model, "--target", quirks_csv]):
+        result = invoke(runner, *command)
+        assert_clean_failure(result, code=2)
+        assert "is a pickle" in flat(result.output) and "--trust-model-code" in flat(result.output)
+        assert not marker.exists()  # nothing from the folder ran
+    result = invoke(runner, "predict", model, quirks_csv, "-o", "sub.csv", "--trust-model-code")
+    assert marker.exists()  # trusted explicitly: the pickle was loaded (and here, ran its payload)
+    assert not (in_tmp / "sub.csv").exists() or result.exit_code == 0
+
+
+def test_no_model_directory_load_reads_a_pickle():
+    """No joblib/pickle load remains on any path that reads a model directory, except behind trust_pickle."""
+    src = Path(__file__).resolve().parents[1] / "src" / "arenapref"
+    hits = [f"{p.relative_to(src)}:{i}" for p in src.rglob("*.py")
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+            if any(call in line for call in ("joblib.load", "pickle.load", "torch.load", "allow_pickle=True"))]
+    assert hits == ["models/features.py:" + str(next(i for i, line in enumerate(
+        (src / "models" / "features.py").read_text().splitlines(), 1) if "joblib.load" in line))]
+
+
+# ------------------------------------------------------------------------ flags that do not apply are refused
+@pytest.mark.parametrize("flags,message", [
+    (["--resume"], "--resume"), (["--work-dir", "parts"], "--work-dir"), (["--token-budget", "512"], "--token-budget"),
+    (["--quantize", "4bit"], "--quantize"), (["--backend", "ray"], "--backend"),
+])
+def test_engine_flags_are_refused_for_a_tabular_model(runner, pandalm_subset, quirks_csv, flags, message):
+    assert invoke(runner, "train", pandalm_subset, "-o", "model", "--set", "model.n_estimators=5").exit_code == 0
+    result = invoke(runner, "predict", "model", quirks_csv, "-o", "sub.csv", *flags)
+    assert_clean_failure(result, code=2)
+    assert message in flat(result.output) and "apply to sequence models" in flat(result.output)
+    assert not Path("sub.csv").exists()
+
+
+@pytest.mark.parametrize("flags,message", [(["--backend", "bogus"], "--backend 'bogus'"),
+                                           (["--token-budget", "0"], "--token-budget")])
+def test_impossible_engine_values_are_refused(runner, pandalm_subset, quirks_csv, flags, message):
+    assert invoke(runner, "train", pandalm_subset, "-o", "model", "--set", "model.n_estimators=5").exit_code == 0
+    result = invoke(runner, "predict", "model", quirks_csv, "-o", "sub.csv", *flags)
+    assert_clean_failure(result, code=2)
+    assert message in flat(result.output)
+
+
+def test_early_stopping_refuses_checkpoints_that_miss_the_evals(runner, quirks_csv):
+    result = invoke(runner, "train", quirks_csv, "-o", "m", "-m", "transformer", "--set", "model.eval_fraction=0.2",
+                    "--set", "model.early_stopping_patience=2", "--set", "model.eval_steps=40")
+    assert_clean_failure(result, code=2)
+    assert "save_steps (50) must be a multiple of eval_steps (40)" in flat(result.output)
+
+
+def test_predict_uses_the_models_own_swap_tta_unless_told(runner, pandalm_subset, quirks_csv):
+    """A model trained with swap_tta: false predicts one order, as `serve` does; --swap-tta overrides."""
+    from arenapref.data.io import read_pairs
+
+    assert invoke(runner, "train", pandalm_subset, "-o", "model", "--set", "model.n_estimators=20",
+                  "--set", "model.swap_tta=false").exit_code == 0
+    records, _ = read_pairs(quirks_csv, labels="ignore")
+    model = load_model("model")
+    for flags, tta in (([], False), (["--swap-tta"], True)):
+        assert invoke(runner, "predict", "model", quirks_csv, "-o", "sub.csv", *flags).exit_code == 0
+        sub = pd.read_csv("sub.csv")
+        np.testing.assert_allclose(sub[list(LABELS)].to_numpy(), model.predict_proba(records, swap_tta=tta), atol=1e-8)
+    one = model.predict_proba(records, swap_tta=False)
+    assert np.abs(one - model.predict_proba(records, swap_tta=True)).max() > 1e-4  # the two differ: not vacuous

@@ -36,6 +36,33 @@ def _sibling(path: Path, tag: str) -> Path:
     return path.with_name(f".{path.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_siblings(path: Path) -> None:
+    """Temporary siblings left by a process that was killed (kill -9, power loss) mid-write: removed once their
+    writer is gone, so a crashed run leaves no clutter behind the next one. A live writer's are kept."""
+    try:
+        candidates = list(path.parent.glob(f".{path.name}.*-*-*"))
+    except OSError:
+        return
+    for sibling in candidates:
+        tag, _, rest = sibling.name[len(path.name) + 2:].partition("-")
+        pid = rest.partition("-")[0]
+        if tag in ("tmp", "old", "probe") and pid.isdigit() and not _alive(int(pid)):
+            if sibling.is_dir():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                sibling.unlink(missing_ok=True)
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -63,6 +90,7 @@ def atomic_file(path: str | Path, what: str = "output") -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise output_error(path, e, what) from None
+    remove_stale_siblings(path)
     tmp = _sibling(path, "tmp")
     try:
         yield tmp
@@ -175,6 +203,7 @@ def atomic_directory(path: str | Path, what: str = "model directory") -> Iterato
     """Yields an empty temporary sibling directory; on success it replaces `path` whole (an existing directory
     there is kept intact until the new one is complete); on failure it is removed and `path` is untouched."""
     path = check_output_dir(path, what)
+    remove_stale_siblings(path)
     tmp = _sibling(path, "tmp")
     try:
         tmp.mkdir()

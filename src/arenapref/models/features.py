@@ -84,7 +84,8 @@ class FeaturesModel(TabularModel):
         return self.booster_.predict(X, num_threads=self._threads())
 
     def _save_state(self, directory: Path) -> None:
-        self.booster_.save_model(str(directory / "lightgbm.txt"))
+        # written by Python, not LightGBM's C writer, so a full disk is an OSError like every other write
+        (directory / "lightgbm.txt").write_text(self.booster_.model_to_string(), encoding="utf-8")
         vocabulary = sorted(self.tfidf_.vocabulary_, key=self.tfidf_.vocabulary_.get)
         (directory / TEXT_STATE).write_text(json.dumps({"ngram_range": list(NGRAMS), "sublinear_tf": True,
                                                         "vocabulary": vocabulary}, ensure_ascii=False), encoding="utf-8")

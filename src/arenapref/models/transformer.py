@@ -185,9 +185,11 @@ class TransformerModel(SequenceModel):
         from arenapref.infer.scorers import sequence_classifier_score
 
         if quantization not in (None, "none", self.config.quantization):
-            raise UsageError(f"this transformer model was loaded with quantization {self.config.quantization!r}; load "
-                             f"it with {quantization!r} by setting model.quantization when training, or merge it")
-        if device is not None:
+            hf.quantization_config(quantization, device or hf.default_device())  # a DeviceError off CUDA
+            if self.directory_ is None:
+                raise UsageError(f"save the transformer model first: {quantization} weights are loaded from its directory")
+            self._load_state(self.directory_, device=device, quantization=quantization)
+        elif device is not None and self.config.quantization == "none":
             self.model_.to(device)
         return sequence_classifier_score(self.model_)
 
@@ -237,7 +239,10 @@ class TransformerModel(SequenceModel):
         if report is not None:
             (directory / TRAIN_REPORT).write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
 
-    def _load_state(self, directory: Path, trust_pickle: bool = False, dtype=None, device=None) -> None:
+    def _load_state(self, directory: Path, trust_pickle: bool = False, dtype=None, device=None,
+                    quantization: str | None = None) -> None:
+        """Weights from `directory` (LoRA: the base from model_path plus the adapter); `quantization` loads them
+        8-/4-bit on CUDA instead of the config's setting."""
         hf.require_torch(self.family)
         if not (directory / FORMAT_FILE).is_file():
             raise ModelDirError(f"{directory}: {FORMAT_FILE} is missing; the model directory is incomplete")
@@ -246,6 +251,7 @@ class TransformerModel(SequenceModel):
             raise ModelDirError(f"{directory}: saved label order {saved['labels']} differs from {list(LABELS)}")
         dev = device or hf.default_device()
         dtype = dtype or hf.device_dtype(dev, self.config.precision)
+        config = self.config if quantization is None else self.config.model_copy(update={"quantization": quantization})
         self.tokenizer_ = hf.load_tokenizer(directory)
         if self.config.finetune == "lora":
             peft = hf.require_peft()
@@ -253,15 +259,15 @@ class TransformerModel(SequenceModel):
                 raise ModelDirError(f"{directory}: the LoRA adapter needs its base checkpoint at {self.config.model_path!r}, "
                                     "which is not there; copy it back or merge the model (`arenapref merge`) where it is")
             with hf.quiet_transformers():
-                base, self.head_ = load_classifier(self.config.model_path, self.config, self.tokenizer_, dtype, device=dev)
+                base, self.head_ = load_classifier(self.config.model_path, config, self.tokenizer_, dtype, device=dev)
             self.model_ = peft.PeftModel.from_pretrained(base, str(directory / ADAPTER_DIR), is_trainable=False)
         else:
             with hf.quiet_transformers():
-                self.model_, self.head_ = load_classifier(str(directory), self.config, self.tokenizer_, dtype,
-                                                          quantize=False)
+                self.model_, self.head_ = load_classifier(str(directory), config, self.tokenizer_, dtype,
+                                                          quantize=quantization is not None, device=dev)
             if self.config.head == "mlp":
                 _load_head_weights(self.model_, directory, self.head_)
-        if str(dev).startswith("cuda") and self.config.quantization == "none":
+        if str(dev).startswith("cuda") and config.quantization == "none":
             self.model_.to(dev)
         self.model_.eval()
 

@@ -188,7 +188,17 @@ class EnsembleResult:
 
 
 def ensemble(oof_paths: Sequence[str | Path], test_paths: Sequence[str | Path] | None = None, stack: bool = False) -> EnsembleResult:
-    """Fit blend weights (and optionally a stacker) on out-of-fold files; blend the test files if given."""
+    """Fit blend weights (and optionally a stacker) on out-of-fold files; blend the test files if given.
+
+    Args:
+        oof_paths: one oof.csv per model (from `arenapref cv`), rows matched by id.
+        test_paths: each model's test predictions (submission CSVs), in the same order; None: no blending.
+        stack: a logistic stack on the log-probabilities instead of simplex weights.
+    Returns:
+        EnsembleResult: `weights`, a cross-fitted `table` per input and for the blend, and `test_probs`.
+
+    >>> result = ensemble(["runs/a/oof.csv", "runs/b/oof.csv"], ["a.csv", "b.csv"]); result.weights  # doctest: +SKIP
+    """
     if test_paths and len(test_paths) != len(oof_paths):
         raise PredictionFileError(f"{len(oof_paths)} out-of-fold file(s) but {len(test_paths)} test file(s): "
                                   "give one test prediction file per model, in the same order")

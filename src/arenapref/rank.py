@@ -164,6 +164,19 @@ class Ranking:
 
 def rank(records_or_battles: Sequence[PairRecord] | Battles, n_bootstrap: int = 200, seed: int = 0,
          style_control: bool = False, ci: float = 0.95) -> Ranking:
+    """Bradley-Terry ratings of the models in `records_or_battles` (records with model names and labels).
+
+    Args:
+        records_or_battles: PairRecords (battle logs, arena files, PandaLM, ...) or a prepared `Battles`.
+        n_bootstrap: resamples of the battles for the intervals (0: none).
+        seed: of the bootstrap.
+        style_control: add log(len A / len B) as a covariate (ratings at equal answer length).
+        ci: interval coverage.
+    Returns:
+        Ranking: `.table()` (rank, model, rating, ci_low, ci_high, battles, ...), `.win_rate_matrix()`.
+
+    >>> print(rank(read_pairs("arena_votes_2023.csv")[0], n_bootstrap=100).table().head())  # doctest: +SKIP
+    """
     battles = records_or_battles if isinstance(records_or_battles, Battles) else battles_from_records(records_or_battles)
     if len(battles.models) < 2:
         raise UsageError(f"ranking needs battles between at least two named models; found {len(battles.models)} model(s) "

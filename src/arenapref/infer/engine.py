@@ -108,7 +108,17 @@ def score_orders(forward: Sequence[Sequence[int]], swapped: Sequence[Sequence[in
 
 def predict_pairs(forward: Sequence[Sequence[int]], swapped: Sequence[Sequence[int]] | None, backend,
                   options: EngineOptions | None = None, key: str = "") -> np.ndarray:
-    """P(A), P(B), P(tie) per pair; with `swapped`, the swap-TTA mean of both orders (one pass)."""
+    """P(A), P(B), P(tie) per pair; with `swapped`, the swap-TTA mean of both orders (one pass).
+
+    Args:
+        forward: token ids of each pair as given.
+        swapped: token ids of each pair with A and B exchanged, or None (no swap TTA).
+        backend: from `make_backend` (transformers, ray or vllm).
+        options: batching, work dir and resume (EngineOptions).
+        key: what besides the token ids decides the scores (the model), so --resume never mixes runs.
+    Returns:
+        (n, 3) probabilities in input order.
+    """
     probs, back = score_orders(forward, swapped, backend, options, key)
     return probs if back is None else swap_average(probs, back)
 
@@ -116,7 +126,11 @@ def predict_pairs(forward: Sequence[Sequence[int]], swapped: Sequence[Sequence[i
 def engine_predict(forward, swapped, score: ScoreFn | ScorerFactory, pad_token_id: int,
                    options: EngineOptions | None = None, key: str = "", outputs: str | None = None) -> np.ndarray:
     """The engine for a model that can score a padded batch: `score(input_ids, attention_mask)` returning (rows, 3)
-    logits (or a ScorerFactory for one worker per GPU / Ray). One row of probabilities per pair, in input order."""
+    logits (or a ScorerFactory for one worker per GPU / Ray). One row of probabilities per pair, in input order.
+
+    >>> probs = engine_predict(forward_ids, swapped_ids, sequence_classifier_score(model), pad_id,
+    ...                        EngineOptions(token_budget=16384, work_dir="parts"))  # doctest: +SKIP
+    """
     options = options or EngineOptions()
     return predict_pairs(forward, swapped, make_backend(options, pad_token_id, score=score, outputs=outputs), options, key)
 

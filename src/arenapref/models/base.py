@@ -313,6 +313,11 @@ def _family_class(family: str) -> type[PairModel]:
 def build_model(config) -> PairModel:
     """An unfitted model of the family the config names.
 
+    Args:
+        config: a family config (PriorConfig, FeaturesConfig, EmbedConfig, TransformerConfig, JudgeConfig).
+    Returns:
+        The family's PairModel, ready for `fit`.
+
     >>> model = build_model(FeaturesConfig(n_estimators=200)).fit(records)  # doctest: +SKIP
     """
     return _family_class(config.family)(config)

@@ -43,6 +43,9 @@ class Calibrator:
 
     symmetric=True fits two numbers: the temperature and one tie-vs-not-tie bias (bias = [0, 0, b_tie]).
     symmetric=False also fits an A-vs-B offset (bias = [d, -d, b_tie]), which breaks swap-equivariance.
+
+    >>> cal = Calibrator().fit(oof_probs, oof_targets)  # doctest: +SKIP
+    >>> model.calibration = cal; save_calibration("models/features", cal)  # applied by every later prediction
     """
 
     def __init__(self, symmetric: bool = True):

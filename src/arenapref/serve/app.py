@@ -110,7 +110,16 @@ def model_info(model, settings: ServeSettings) -> dict:
 
 
 def create_app(model, settings: ServeSettings | None = None) -> FastAPI:
-    """An ASGI app serving `model` (anything with predict_proba(records, swap_tta=...) -> (n, 3))."""
+    """An ASGI app serving `model` (anything with predict_proba(records, swap_tta=...) -> (n, 3)).
+
+    Args:
+        model: a loaded model (`load_model(directory)`).
+        settings: limits, batching, timeouts and token (ServeSettings); defaults when None.
+    Returns:
+        The FastAPI app; serve it with `arenapref.serve.server.run(app, settings)` (uvicorn with header timeouts).
+
+    >>> app = create_app(load_model("models/features"), ServeSettings(model_id="features"))  # doctest: +SKIP
+    """
     settings = settings or ServeSettings()
     default_swap = bool(getattr(getattr(model, "config", None), "swap_tta", False))
     info = model_info(model, settings)

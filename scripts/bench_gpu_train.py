@@ -471,7 +471,7 @@ def main() -> None:
     ap.add_argument("--minilm-max-length", type=int, default=None, help="default 512 (tiny 64)")
     ap.add_argument("--minilm-batch", type=int, default=32, help="rows per step: pairs and their swaps (even)")
     ap.add_argument("--minilm-lr", type=float, default=5e-5)
-    ap.add_argument("--budget-s", type=float, default=None, help="time budget (default 300 s on a GPU, 240 s tiny)")
+    ap.add_argument("--budget-s", type=float, default=None, help="time budget (default 285 s on a GPU, 240 s tiny)")
     ap.add_argument("--benchmarks", type=Path, default=ROOT / "BENCHMARKS.md")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--work-dir", type=Path, default=None, help="scratch: checkpoints, the adapter, the merged model")
@@ -484,7 +484,7 @@ def main() -> None:
     args.minilm_epochs_cpu_bench = args.minilm_epochs_cpu_bench or (1 if tiny else 4)
     args.minilm_epochs_all = args.minilm_epochs_all or (1 if tiny else 2)
     args.minilm_max_length = args.minilm_max_length or (64 if tiny else 512)
-    args.budget_s = args.budget_s or (240.0 if tiny else 300.0)
+    args.budget_s = args.budget_s or (240.0 if tiny else 285.0)
     # seconds the phases are expected to need on one H200 (skipped when fewer are left); tiny runs need little
     args.reserve_s = 2.0 if tiny else 15.0
     args.merge_s, args.qlora_s = (5.0, 5.0) if tiny else (90.0, 90.0)

@@ -15,9 +15,9 @@ case "$what" in all|engine|train) ;; *) echo "usage: $0 [all|engine|train]" >&2;
 carry=${CARRY:-.gpu-carry}
 out=${OUT:-runs/gpu}
 py=${PYTHON:-python3}
-# seconds: each script stops its phases at its budget; the timeout (SIGTERM, then SIGKILL 15 s later) is the backstop
-engine_budget=${ENGINE_BUDGET:-190}; engine_timeout=${ENGINE_TIMEOUT:-215}
-train_budget=${TRAIN_BUDGET:-290}; train_timeout=${TRAIN_TIMEOUT:-320}
+# seconds: each script stops its phases at its budget; the timeout (SIGTERM, then SIGKILL 10 s later) is the backstop
+engine_budget=${ENGINE_BUDGET:-200}; engine_timeout=${ENGINE_TIMEOUT:-225}
+train_budget=${TRAIN_BUDGET:-285}; train_timeout=${TRAIN_TIMEOUT:-315}
 # EXTRA_ARGS=--tiny (with PYTHON=.venv/bin/python and a small CARRY) tries this script on a CPU
 read -r -a extra <<<"${EXTRA_ARGS:-}"
 mkdir -p "$out"
@@ -53,12 +53,12 @@ cp BENCHMARKS.md "$out/BENCHMARKS.md"
 
 status=0
 if [ "$what" != train ]; then
-  timeout -s TERM -k 15 "$engine_timeout" "$py" scripts/bench_gpu_engine.py --budget-s "$engine_budget" \
+  timeout -s TERM -k 10 "$engine_timeout" "$py" scripts/bench_gpu_engine.py --budget-s "$engine_budget" \
     --benchmarks "$out/BENCHMARKS.md" --json "$out/engine.json" ${extra[@]+"${extra[@]}"} 2>&1 | tee "$out/engine.log"
   rc=${PIPESTATUS[0]}; echo "bench_gpu_engine.py exit $rc"; [ "$rc" = 0 ] || status=1
 fi
 if [ "$what" != engine ]; then
-  timeout -s TERM -k 15 "$train_timeout" "$py" scripts/bench_gpu_train.py --budget-s "$train_budget" \
+  timeout -s TERM -k 10 "$train_timeout" "$py" scripts/bench_gpu_train.py --budget-s "$train_budget" \
     --minilm-path "$carry/minilm" --data "$carry/data" --benchmarks "$out/BENCHMARKS.md" --json "$out/train.json" \
     ${extra[@]+"${extra[@]}"} 2>&1 | tee "$out/train.log"
   rc=${PIPESTATUS[0]}; echo "bench_gpu_train.py exit $rc"; [ "$rc" = 0 ] || status=1

@@ -178,3 +178,16 @@ def test_device_script_is_valid_bash_and_the_committed_blocks_claim_no_gpu_figur
         block = block_of(REPO / "BENCHMARKS.md", name)
         assert "TINY" not in block  # a smoke run's block is never committed
         assert "not yet measured" in block or "Measured" in block
+
+
+def test_take_blocks_copies_the_gpu_blocks_and_refuses_a_tiny_one(tmp_path):
+    bench = benchmarks_copy(tmp_path)
+    source = tmp_path / "gpu-blocks.md"
+    source.write_text("<!-- gpu-train:start -->\n## Fine-tuning at real size on a GPU\n\nfigures\n<!-- gpu-train:end -->\n")
+    take = [sys.executable, str(SCRIPTS / "gpu" / "take_blocks.py"), str(source), "--benchmarks", str(bench)]
+    subprocess.run(take, check=True, capture_output=True)
+    assert block_of(bench, "gpu-train").strip().endswith("figures")
+    assert "not yet measured" in block_of(bench, "gpu-engine")  # absent from the source: left as it was
+    source.write_text("<!-- gpu-engine:start -->\n## x: TINY CPU SMOKE RUN\n<!-- gpu-engine:end -->\n")
+    assert subprocess.run(take, capture_output=True).returncode != 0
+    assert "not yet measured" in block_of(bench, "gpu-engine")

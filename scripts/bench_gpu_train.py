@@ -77,6 +77,10 @@ def free(device: str) -> None:
     gb.reset_peak(device)
 
 
+def failure(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
 # --- 1. the 9B shape ------------------------------------------------------------------------------------------
 def synthetic_pairs(n: int, words: tuple[int, int, int], seed: int = 0) -> list[PairRecord]:
     """Pairs of random words, long enough that every row is cut to exactly max_length, with labels in turn."""
@@ -110,6 +114,12 @@ def train_9b(args, path: Path, records, device: str, peaks: dict, work: Path, ch
                                                                                         callbacks=[timer])
     except torch.OutOfMemoryError as e:
         res["oom"] = f"out of memory at batch {args.batch_size} x {args.max_length} tokens: {str(e).splitlines()[0]}"
+        del e
+        free(device)
+        return res, None
+    except Exception as e:  # noqa: BLE001 - the other runs still go; the block names the failure
+        traceback.print_exc()
+        res["error"] = failure(e)
         del e
         free(device)
         return res, None
@@ -187,7 +197,7 @@ def merge_once(rows, before: np.ndarray, device: str, work: Path) -> dict:
         return out
     except Exception as e:  # noqa: BLE001 - recorded in the block
         traceback.print_exc()
-        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+        return {"error": failure(e)}
     finally:
         shutil.rmtree(work / "merged-9b", ignore_errors=True)
         free(device)
@@ -219,7 +229,7 @@ def qlora(args, path: Path, records, device, peaks, work: Path, budget: gb.Budge
         return res
     except Exception as e:  # noqa: BLE001 - recorded in the block
         traceback.print_exc()
-        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+        return {"error": failure(e)}
     finally:
         shutil.rmtree(work / "random-9b-weights", ignore_errors=True)
 
@@ -525,7 +535,11 @@ def main() -> None:
             gb.write_json(args.json, r)
         before = None
         if model is not None:
-            r["gemma"]["round_trip"], before = round_trip(model, predict_rows, device, work)
+            try:
+                r["gemma"]["round_trip"], before = round_trip(model, predict_rows, device, work)
+            except Exception as e:  # noqa: BLE001 - recorded in the block
+                traceback.print_exc()
+                r["gemma"]["round_trip_note"] = f"Round trip failed: {failure(e)}."
             model = None
         else:
             r["gemma"]["round_trip_note"] = "Round trip not run: the checkpointing run did not finish."
@@ -539,7 +553,11 @@ def main() -> None:
         elif not (args.data / "split.json").is_file():
             r["minilm_note"] = f"MiniLM fine-tune not run: {args.data} holds no split.json (scripts/gpu/prepare_carry.py)."
         else:
-            r["minilm"] = minilm(args, device, work, budget)
+            try:
+                r["minilm"] = minilm(args, device, work, budget)
+            except Exception as e:  # noqa: BLE001 - recorded in the block
+                traceback.print_exc()
+                r["minilm_note"] = f"MiniLM fine-tune failed: {failure(e)}."
         gb.write_json(args.json, r)
         if before is not None:  # last: on a GPU it writes and reads the whole 18 GB checkpoint
             if not args.merge:

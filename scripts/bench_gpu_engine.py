@@ -204,9 +204,7 @@ def bench_model(res: dict, args, device: str, dtype, peaks: dict, table: dict, b
     if args.quantized and budget.left() > args.quant_s + args.reserve_s:
         res["quantized"] = bench_quantized(hf_model, model, records[:args.quant_pairs], p_engine[:args.quant_pairs],
                                            device, peaks, work / f"{name}-random", args)
-    del score, model, hf_model
-    gb.reset_peak(device)
-    return res
+    return res  # the model is freed with this frame: main() calls gb.reset_peak next
 
 
 def bench_quantized(hf_model, model, records, reference, device, peaks, path: Path, args) -> dict:
@@ -422,7 +420,8 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001 - the other model still runs; the block names the failure
                 traceback.print_exc()
                 res["error"] = f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                gb.reset_peak(device)
+                del e  # its traceback holds the model
+            gb.reset_peak(device)
             gb.write_json(args.json, r)
     except (gb.TimeUp, KeyboardInterrupt) as e:
         r["stopped"] = f"{type(e).__name__} after {budget.elapsed():.0f} s"

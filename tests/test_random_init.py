@@ -58,7 +58,7 @@ def test_a_random_checkpoint_has_no_weights_and_builds_the_same_model_at_every_l
     torch.manual_seed(456)  # the caller's random state does not matter
     second, _ = load_classifier(str(path), config, tokenizer, torch.float32, device="cpu")
     assert head == "score" and first.config.num_labels == 3
-    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     assert first.model.layers[0].self_attn.q_proj.weight.std() > 0  # initialised, not zeros
 

@@ -142,7 +142,7 @@ def split_records(data: Path, sets=SETS, limit: int | None = None, seed: int = 0
         else:
             groups[name] = subsample(read_set(data, name))
     train, test = [], []
-    for name, records in groups.items():
+    for records in groups.values():
         fold = GroupedFolds(5, 0).fold_ids(records)
         train += [r for r, f in zip(records, fold) if f != 0]
         test += [r for r, f in zip(records, fold) if f == 0]

@@ -15,8 +15,8 @@ Steps (`--only` picks some):
   test.parquet under .gpu-carry/data/ (the split is below), plus split.json (ids and counts).
 - `baselines`: prior, `features` and `embed` trained on the same training rows and scored on the same held-out
   rows, on this CPU, into .gpu-carry/data/baselines.json (LightGBM is not on the GPU image). The slow step:
-  `embed` embeds every text with MiniLM on the CPU (cached under $ARENAPREF_CACHE), about half an hour on 2 shared
-  cores for the `cpu-bench` rows; on the `all` rows only with --embed-all (hours).
+  `embed` embeds every text with MiniLM on the CPU (cached under $ARENAPREF_CACHE), on 2 shared
+  cores for the `cpu-bench` rows (20 minutes here); on the `all` rows only with --embed-all (hours).
 - `wheels`: pydantic and its dependencies for CPython 3.12 x86-64 (pip download), into .gpu-carry/wheels/.
 
 The split: PandaLM + LLMBar are folded together exactly as scripts/bench_transformer.py does (GroupedFolds(5, seed

@@ -36,6 +36,17 @@ def default_device() -> str:
     return resolve_devices(None)[0]
 
 
+def local_device() -> str:
+    """This process's GPU (LOCAL_RANK under torchrun / accelerate), else the CPU."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return "cpu"
+
+
 def device_dtype(device: str, precision: str = "auto"):
     """bf16 (or fp16 where the GPU lacks bf16) weights on CUDA, fp32 on CPU; `precision` forces one."""
     import torch

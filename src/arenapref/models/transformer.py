@@ -9,6 +9,11 @@ A saved model is a directory: arenapref.json and config.yaml (resolved config, l
 input format, label map, head), the tokenizer, and either `adapter/` (LoRA weights with the head; the base
 weights are read from `model_path`) or, after full fine-tuning or `merge` (models/merge.py), a plain
 transformers checkpoint at the top level that AutoModelForSequenceClassification loads without arenapref.
+
+A checkpoint directory may also hold no weights but `random_init.json` (`write_random_checkpoint`): the architecture
+of its config.json is then built with random weights from a fixed seed, directly on the device, every time it is
+loaded. That is for measuring speed and memory at real sizes (a 9B model) without a download; such a model's
+predictions mean nothing.
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ from typing import Sequence
 import numpy as np
 
 from arenapref.data.record import LABELS, PairRecord, hard_labels
-from arenapref.errors import ModelDirError, UsageError
+from arenapref.errors import ConfigError, ModelDirError, UsageError
 from arenapref.models import hf
 from arenapref.models.base import SequenceModel
 from arenapref.text.format import InputFormat, PairFormatter, summarize_cuts
 
 FORMAT_FILE = "format.json"
 ADAPTER_DIR = "adapter"
+RANDOM_INIT_FILE = "random_init.json"  # marks a checkpoint without weights, built from config.json with random weights
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pth", "*.pt", "*.gguf")
 TRAIN_REPORT = "training_report.json"
 HEAD_NAMES = ("score", "classifier")  # decoder-style and encoder-style sequence-classification heads
 
@@ -95,7 +102,10 @@ def load_classifier(path: str, config, tokenizer, dtype, quantize: bool = True, 
     quant = hf.quantization_config(config.quantization, device or hf.default_device()) if quantize else None
     if quant is not None:
         kwargs |= {"quantization_config": quant, "device_map": {"": device or hf.default_device()}}
-    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    if (Path(path) / RANDOM_INIT_FILE).is_file():
+        model = _random_classifier(Path(path), kwargs, device)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     model.config.pad_token_id = pad
@@ -105,6 +115,59 @@ def load_classifier(path: str, config, tokenizer, dtype, quantize: bool = True, 
     if config.head == "mlp":
         install_mlp_head(model, head, config.head_hidden_size, config.head_dropout, config.seed)
     return model, head
+
+
+def write_random_checkpoint(directory: str | Path, model_config, tokenizer, seed: int = 0) -> Path:
+    """A checkpoint directory without weights: `model_config` (a transformers config) as config.json, the tokenizer,
+    and random_init.json. Every load of it (training on it, reloading a LoRA model trained on it, merging one) builds
+    the same random weights from `seed`, on the target device, with nothing read or materialised on the CPU: for
+    measuring speed and memory at real architecture sizes. Its predictions mean nothing."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model_config.save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))
+    (directory / RANDOM_INIT_FILE).write_text(json.dumps({
+        "seed": int(seed), "note": "random weights, built from config.json at every load (arenapref "
+                                   "write_random_checkpoint): for speed and memory measurements only"}, indent=2),
+        encoding="utf-8")
+    return directory
+
+
+def _random_classifier(path: Path, kwargs: dict, device: str | None):
+    """The architecture of `path`'s config.json with the 3-way head, random weights from random_init.json's seed,
+    built directly on `device` in the requested dtype (from_pretrained's kwargs)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    weights = sorted(f.name for pattern in WEIGHT_FILES for f in path.glob(pattern))
+    if weights:
+        raise ModelDirError(f"{path}: holds weights ({weights[0]}) and {RANDOM_INIT_FILE}, which says to use random "
+                            f"weights instead; remove one of them")
+    if kwargs.get("quantization_config") is not None:
+        raise ConfigError(f"{path} is a random-weight checkpoint ({RANDOM_INIT_FILE}), which cannot be loaded 8-/4-bit: "
+                          "use quantization: none, or save the random model with save_pretrained and load that")
+    try:
+        seed = int(json.loads((path / RANDOM_INIT_FILE).read_text(encoding="utf-8")).get("seed", 0))
+    except (OSError, ValueError, AttributeError) as e:
+        raise ModelDirError(f"{path / RANDOM_INIT_FILE}: unreadable ({e}); write it with write_random_checkpoint") from None
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    config.num_labels = 3
+    config.id2label, config.label2id = kwargs["id2label"], kwargs["label2id"]
+    config.problem_type = kwargs["problem_type"]
+    if "pad_token_id" in kwargs:
+        config.pad_token_id = kwargs["pad_token_id"]
+    dtype = kwargs.get("dtype")
+    if dtype in (None, "auto"):
+        dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or torch.float32
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    dev = torch.device(device or hf.local_device())
+    # a seed of its own, so every load builds the same weights whatever the caller's random state
+    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else [],
+                               device_type=dev.type if dev.type == "cuda" else "cuda"):
+        torch.manual_seed(seed)
+        with torch.device(dev):
+            return AutoModelForSequenceClassification.from_config(config, dtype=dtype)
 
 
 def keep_whole_modules(model, head: str) -> list[str]:

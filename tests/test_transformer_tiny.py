@@ -81,8 +81,14 @@ def test_a_transformer_model_predicts_on_ray_and_is_estimated_on_the_engine(tmp_
     local, on_ray = tmp_path / "local.csv", tmp_path / "ray.csv"
     assert runner.invoke(app, ["predict", str(model_dir), str(quirks), "-o", str(local)]).exit_code == 0
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    result = runner.invoke(app, ["predict", str(model_dir), str(quirks), "-o", str(on_ray), "--backend", "ray"])
+    result = runner.invoke(app, ["predict", str(model_dir), str(quirks), "-o", str(on_ray), "--backend", "ray",
+                                 "--work-dir", str(tmp_path / "ray-parts"), "--token-budget", "200"])
     assert result.exit_code == 0, result.output
+    import pyarrow.parquet as pq
+
+    stored = np.concatenate([pq.read_table(f).column("row").to_numpy()
+                             for f in sorted((tmp_path / "ray-parts" / "shards").rglob("*.parquet"))])
+    assert len(np.unique(stored)) == len(stored) > 0  # the actors' results went to the work dir, each row once
     a, b = pd.read_csv(local), pd.read_csv(on_ray)
     assert a["id"].tolist() == b["id"].tolist()
     np.testing.assert_allclose(b.iloc[:, 1:].to_numpy(), a.iloc[:, 1:].to_numpy(), atol=1e-6)

@@ -267,3 +267,9 @@ def test_style_control_refuses_battle_logs_without_texts(shared_data):
     result = CliRunner().invoke(app, ["rank", str(shared_data / "arena-votes"), "--style-control", "-b", "0"])
     assert result.exit_code == 2 and "battle log without texts" in " ".join(result.output.split())
 
+
+def test_cli_rank_with_a_tie_model_and_vote_shares(shared_data):
+    result = CliRunner().invoke(app, ["rank", str(shared_data / "pandalm"), "-b", "5", "--tie-model", "davidson",
+                                      "--vote-shares"])
+    assert result.exit_code == 0, result.output
+    assert "davidson tie model: P(tie) between two equally rated models" in " ".join(result.output.split())

@@ -63,10 +63,18 @@ class CVRun:
     notes: list[str] = field(default_factory=list)
 
 
-def run_cv(records: Sequence[PairRecord], run: RunConfig, output: Path, progress: bool | None = True) -> CVRun:
+def run_cv(records: Sequence[PairRecord], run: RunConfig, output: Path, progress: bool | None = True,
+           save_oof_soft: Path | None = None) -> CVRun:
     """Grouped k-fold CV of `run.model` beside the baselines; writes oof.csv, scores.csv and config.yaml to
-    `output` (a folder). Notes say which rows were left out and whether the same pair sits in two folds."""
+    `output` (a folder). Notes say which rows were left out and whether the same pair sits in two folds.
+    `save_oof_soft`: also the rows themselves, with the out-of-fold probabilities as soft labels (canonical
+    file, distill.py), to train a student on."""
     check_output_dir(output, "cv output folder")
+    if save_oof_soft is not None:
+        from arenapref.distill import check_soft_label_path
+
+        check_soft_label_path(save_oof_soft)
+        check_output_file(save_oof_soft, "soft labels")
     notes: list[str] = []
     records = with_text(records, "cross-validation", notes)
     start = time.perf_counter()
@@ -79,6 +87,10 @@ def run_cv(records: Sequence[PairRecord], run: RunConfig, output: Path, progress
     write_frame(result.predictions_frame(), files["oof"], "out-of-fold predictions")
     write_frame(result.table, files["scores"], "scores")
     write_text(files["config"], config_yaml(run), "config")
+    if save_oof_soft is not None:
+        from arenapref.distill import write_soft_labels
+
+        files["soft labels"] = write_soft_labels(records, result.oof[result.family], save_oof_soft)
     return CVRun(result, time.perf_counter() - start, files, notes)
 
 
@@ -190,8 +202,9 @@ def predict_records(model: PairModel, records: Sequence[PairRecord], swap_tta: b
 
 def run_predict(model_dir: Path, records: Sequence[PairRecord], output: Path, swap_tta: bool | None = None,
                 engine: EngineRequest | None = None, batch_size: int = 2048, trust_pickle: bool = False,
-                progress: bool | None = True) -> PredictRun:
-    """A Kaggle submission for `records` (one row per record, in order) from the model in `model_dir`.
+                progress: bool | None = True, soft_labels: bool = False) -> PredictRun:
+    """A Kaggle submission for `records` (one row per record, in order) from the model in `model_dir`; with
+    `soft_labels`, the records themselves as a canonical file with the predictions as soft labels (distill.py).
 
     Sequence models keep their results in a work dir batch by batch (default `<output>.parts`, so a killed run
     continues with `resume`); the default one is removed only after the submission is on disk. `swap_tta`
@@ -200,7 +213,11 @@ def run_predict(model_dir: Path, records: Sequence[PairRecord], output: Path, sw
     from arenapref.submission import write_submission
 
     engine = engine or EngineRequest()
-    check_output_file(output, "submission")
+    if soft_labels:
+        from arenapref.distill import check_soft_label_path
+
+        check_soft_label_path(output)
+    check_output_file(output, "soft labels" if soft_labels else "submission")
     work_dir = engine.work_dir or default_work_dir(output)
     notes = []
     if engine.resume and not (work_dir / "manifest.json").exists():
@@ -217,7 +234,12 @@ def run_predict(model_dir: Path, records: Sequence[PairRecord], output: Path, sw
     else:
         work_dir = None
         probs = predict_records(model, records, swap_tta, batch_size=batch_size, progress=progress)
-    write_submission([r.id for r in records], probs, output)
+    if soft_labels:
+        from arenapref.distill import write_soft_labels
+
+        write_soft_labels(records, probs, output)
+    else:
+        write_submission([r.id for r in records], probs, output)
     if work_dir is not None and engine.work_dir is None:
         shutil.rmtree(work_dir, ignore_errors=True)  # the submission is safe: its parts are no longer needed
     if stats.get("resumed_rows"):

@@ -51,3 +51,44 @@ def machine_summary() -> str:
     import platform
 
     return f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+class LoadSampler:
+    """The 1-minute load average, sampled every `every` seconds in a thread while a benchmark runs, so its block
+    can say how busy the (shared) machine was."""
+
+    def __init__(self, every: float = 15.0):
+        import threading
+
+        self.every = every
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def read() -> float | None:
+        try:
+            return float(Path("/proc/loadavg").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            value = self.read()
+            if value is not None:
+                self.samples.append(value)
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> "LoadSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+    def summary(self) -> str:
+        if not self.samples:
+            return "not measured"
+        s = sorted(self.samples)
+        mean, median = sum(s) / len(s), s[len(s) // 2]
+        return (f"mean {mean:.2f}, median {median:.2f}, max {s[-1]:.2f} ({len(s)} samples every {self.every:.0f} s)")

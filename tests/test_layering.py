@@ -22,7 +22,7 @@ LAYERS = [
     ("models", ["arenapref.models"]),
     ("calibrate and ensemble", ["arenapref.calibrate", "arenapref.ensemble", "arenapref.predictions"]),
     ("evaluation and outputs", ["arenapref.cv", "arenapref.submission", "arenapref.rank", "arenapref.estimate",
-                                "arenapref.report", "arenapref.distill"]),
+                                "arenapref.report", "arenapref.distill", "arenapref.leaderboard"]),
     ("workflows", ["arenapref.workflows"]),
     ("interfaces", ["arenapref.cli", "arenapref.serve"]),
     ("package facade", ["arenapref"]),

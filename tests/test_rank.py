@@ -167,3 +167,109 @@ def test_cli_rank_without_model_names_fails_clearly(shared_data):
     result = CliRunner().invoke(app, ["rank", str(shared_data / "llmbar" / "LLMBar_Natural")])
     assert result.exit_code == 2
     assert "named models" in result.output
+
+
+# --- fractional outcomes and tie models ---------------------------------------------------------------------------
+from arenapref.rank import Battles, fit_tie_model, outcome_probabilities
+
+
+def battles_of(pairs, shares, copies=1):
+    """Battles between named models: pairs [(a, b)], shares [(p_a, p_b, p_tie)], each repeated `copies` times."""
+    models = sorted({m for p in pairs for m in p})
+    a = np.repeat([models.index(p[0]) for p in pairs], copies)
+    b = np.repeat([models.index(p[1]) for p in pairs], copies)
+    probs = np.repeat(np.asarray(shares, dtype=float), copies, axis=0)
+    return Battles(models=models, a=a, b=b, outcome=probs[:, 0] + probs[:, 2] / 2,
+                   log_length_ratio=np.zeros(len(a)), probs=probs)
+
+
+def test_fractional_outcomes_against_a_hand_computed_chain():
+    # On a chain x - y - z each link's rating gap is its own logit of A's score, p_a + p_tie / 2:
+    # x vs y scores 0.7 + 0.2 / 2 = 0.8 -> 400 * log10(0.8 / 0.2) = 240.82 points; y vs z 0.6 -> 70.44 points.
+    battles = battles_of([("x", "y"), ("y", "z")], [(0.7, 0.1, 0.2), (0.5, 0.3, 0.2)], copies=500)
+    r = ratings_by_model(rank(battles, n_bootstrap=0))
+    assert r["x"] - r["y"] == pytest.approx(400 * np.log10(4), abs=0.05)
+    assert r["y"] - r["z"] == pytest.approx(400 * np.log10(1.5), abs=0.05)
+    assert np.mean(list(r.values())) == pytest.approx(1000)
+
+
+def test_a_fractional_battle_is_its_shares_of_votes():
+    # ten battles judged (0.7, 0.1, 0.2) carry the same evidence as 7 wins, 1 loss and 2 ties
+    judged = battles_of([("x", "y"), ("y", "z"), ("x", "z")], [(0.7, 0.1, 0.2), (0.4, 0.4, 0.2), (0.5, 0.2, 0.3)],
+                        copies=10)
+    votes = []
+    for pair, counts in [(("x", "y"), (7, 1, 2)), (("y", "z"), (4, 4, 2)), (("x", "z"), (5, 2, 3))]:
+        for label, n in enumerate(counts):
+            votes += [(pair, np.eye(3)[label])] * n
+    voted = battles_of([p for p, _ in votes], [s for _, s in votes])
+    for tie_model in ("half", "davidson", "rao-kupper"):
+        np.testing.assert_allclose(rank(judged, n_bootstrap=0, tie_model=tie_model).ratings,
+                                   rank(voted, n_bootstrap=0, tie_model=tie_model).ratings, atol=1e-4)
+
+
+def test_votes_as_one_hot_probabilities_give_the_same_ranking(pandalm, pandalm_ranking):
+    from arenapref.data.record import hard_labels
+
+    as_probs = battles_from_records(pandalm, probs=np.eye(3)[hard_labels(pandalm)])
+    np.testing.assert_allclose(rank(as_probs, n_bootstrap=40, seed=0).ratings, pandalm_ranking.ratings, atol=1e-9)
+    np.testing.assert_allclose(rank(as_probs, n_bootstrap=40, seed=0).ci_low, pandalm_ranking.ci_low, atol=1e-9)
+
+
+def test_davidson_and_rao_kupper_against_their_closed_forms():
+    # Two models, 60 wins, 25 losses, 15 ties (x100): both tie models are saturated, so the fit reproduces the
+    # shares exactly. Davidson: d = log(60 / 25), nu = 15 / sqrt(60 * 25). Rao-Kupper: sigmoid(d - eta) = 0.60,
+    # sigmoid(-d - eta) = 0.25.
+    battles = battles_of([("x", "y")] * 3, np.eye(3), copies=1)
+    weights = np.array([6000.0, 2500.0, 1500.0])
+    beta, _, log_nu = fit_tie_model(battles, weights, tie_model="davidson")
+    assert beta[0] - beta[1] == pytest.approx(np.log(60 / 25), abs=1e-4)
+    assert np.exp(log_nu) == pytest.approx(15 / np.sqrt(60 * 25), abs=1e-4)
+    beta, _, eta = fit_tie_model(battles, weights, tie_model="rao-kupper")
+    logit = lambda p: np.log(p / (1 - p))
+    assert beta[0] - beta[1] == pytest.approx((logit(0.60) - logit(0.25)) / 2, abs=1e-4)
+    assert eta == pytest.approx(-(logit(0.60) + logit(0.25)) / 2, abs=1e-4)
+    for tie_model, param in (("davidson", log_nu), ("rao-kupper", eta)):
+        d = beta[0] - beta[1] if tie_model == "rao-kupper" else np.log(60 / 25)
+        np.testing.assert_allclose(outcome_probabilities(np.array(d), tie_model, param), [0.60, 0.25, 0.15], atol=1e-4)
+
+
+def test_tie_models_on_real_votes(pandalm, pandalm_ranking):
+    tie_rate = np.mean([r.label == TIE for r in pandalm])
+    for tie_model in ("davidson", "rao-kupper"):
+        result = rank(pandalm, n_bootstrap=40, tie_model=tie_model)
+        assert result.tie_param is not None and 0 < result.tie_rate_between_equals < 1
+        # PandaLM's models are close: the tie share between equals is near the data's tie rate
+        assert result.tie_rate_between_equals == pytest.approx(tie_rate, abs=0.05)
+        assert spearmanr(result.ratings, pandalm_ranking.ratings).statistic == pytest.approx(1.0)
+        m = result.win_rate_matrix().to_numpy()
+        off = ~np.eye(len(m), dtype=bool)
+        np.testing.assert_allclose((m + m.T)[off], 1.0)
+        assert (result.ci_low <= result.ratings).all() and (result.ratings <= result.ci_high).all()
+    with pytest.raises(ValueError, match="tie model"):
+        rank(pandalm, tie_model="bradley")
+
+
+def test_bootstrap_by_prompt_resamples_whole_prompts(pandalm):
+    battles = battles_from_records(pandalm)
+    assert len(set(battles.prompt_groups)) == len({r.prompt_key for r in pandalm}) < len(pandalm)
+    by_prompt = rank(battles, n_bootstrap=30, bootstrap_by="prompt")
+    by_battle = rank(battles, n_bootstrap=30, bootstrap_by="battle")
+    np.testing.assert_allclose(by_prompt.ratings, by_battle.ratings)
+    assert by_prompt.paired_with(rank(battles, n_bootstrap=30, bootstrap_by="prompt"))
+    assert not by_prompt.paired_with(by_battle)
+    assert not by_prompt.paired_with(rank(battles, n_bootstrap=30, bootstrap_by="prompt", seed=1))
+
+
+def test_style_control_refuses_battle_logs_without_texts(shared_data):
+    votes, _ = read_pairs(shared_data / "arena-votes")
+    with pytest.raises(ValueError, match="style-control needs the answers' lengths.*battle log"):
+        rank(votes, n_bootstrap=0, style_control=True)
+    result = CliRunner().invoke(app, ["rank", str(shared_data / "arena-votes"), "--style-control", "-b", "0"])
+    assert result.exit_code == 2 and "battle log without texts" in " ".join(result.output.split())
+
+
+def test_cli_rank_with_a_tie_model_and_vote_shares(shared_data):
+    result = CliRunner().invoke(app, ["rank", str(shared_data / "pandalm"), "-b", "5", "--tie-model", "davidson",
+                                      "--vote-shares"])
+    assert result.exit_code == 0, result.output
+    assert "davidson tie model: P(tie) between two equally rated models" in " ".join(result.output.split())

@@ -63,10 +63,18 @@ class CVRun:
     notes: list[str] = field(default_factory=list)
 
 
-def run_cv(records: Sequence[PairRecord], run: RunConfig, output: Path, progress: bool | None = True) -> CVRun:
+def run_cv(records: Sequence[PairRecord], run: RunConfig, output: Path, progress: bool | None = True,
+           save_oof_soft: Path | None = None) -> CVRun:
     """Grouped k-fold CV of `run.model` beside the baselines; writes oof.csv, scores.csv and config.yaml to
-    `output` (a folder). Notes say which rows were left out and whether the same pair sits in two folds."""
+    `output` (a folder). Notes say which rows were left out and whether the same pair sits in two folds.
+    `save_oof_soft`: also the rows themselves, with the out-of-fold probabilities as soft labels (canonical
+    file, distill.py), to train a student on."""
     check_output_dir(output, "cv output folder")
+    if save_oof_soft is not None:
+        from arenapref.distill import check_soft_label_path
+
+        check_soft_label_path(save_oof_soft)
+        check_output_file(save_oof_soft, "soft labels")
     notes: list[str] = []
     records = with_text(records, "cross-validation", notes)
     start = time.perf_counter()
@@ -79,6 +87,10 @@ def run_cv(records: Sequence[PairRecord], run: RunConfig, output: Path, progress
     write_frame(result.predictions_frame(), files["oof"], "out-of-fold predictions")
     write_frame(result.table, files["scores"], "scores")
     write_text(files["config"], config_yaml(run), "config")
+    if save_oof_soft is not None:
+        from arenapref.distill import write_soft_labels
+
+        files["soft labels"] = write_soft_labels(records, result.oof[result.family], save_oof_soft)
     return CVRun(result, time.perf_counter() - start, files, notes)
 
 
@@ -190,8 +202,9 @@ def predict_records(model: PairModel, records: Sequence[PairRecord], swap_tta: b
 
 def run_predict(model_dir: Path, records: Sequence[PairRecord], output: Path, swap_tta: bool | None = None,
                 engine: EngineRequest | None = None, batch_size: int = 2048, trust_pickle: bool = False,
-                progress: bool | None = True) -> PredictRun:
-    """A Kaggle submission for `records` (one row per record, in order) from the model in `model_dir`.
+                progress: bool | None = True, soft_labels: bool = False) -> PredictRun:
+    """A Kaggle submission for `records` (one row per record, in order) from the model in `model_dir`; with
+    `soft_labels`, the records themselves as a canonical file with the predictions as soft labels (distill.py).
 
     Sequence models keep their results in a work dir batch by batch (default `<output>.parts`, so a killed run
     continues with `resume`); the default one is removed only after the submission is on disk. `swap_tta`
@@ -200,7 +213,11 @@ def run_predict(model_dir: Path, records: Sequence[PairRecord], output: Path, sw
     from arenapref.submission import write_submission
 
     engine = engine or EngineRequest()
-    check_output_file(output, "submission")
+    if soft_labels:
+        from arenapref.distill import check_soft_label_path
+
+        check_soft_label_path(output)
+    check_output_file(output, "soft labels" if soft_labels else "submission")
     work_dir = engine.work_dir or default_work_dir(output)
     notes = []
     if engine.resume and not (work_dir / "manifest.json").exists():
@@ -217,7 +234,12 @@ def run_predict(model_dir: Path, records: Sequence[PairRecord], output: Path, sw
     else:
         work_dir = None
         probs = predict_records(model, records, swap_tta, batch_size=batch_size, progress=progress)
-    write_submission([r.id for r in records], probs, output)
+    if soft_labels:
+        from arenapref.distill import write_soft_labels
+
+        write_soft_labels(records, probs, output)
+    else:
+        write_submission([r.id for r in records], probs, output)
     if work_dir is not None and engine.work_dir is None:
         shutil.rmtree(work_dir, ignore_errors=True)  # the submission is safe: its parts are no longer needed
     if stats.get("resumed_rows"):
@@ -354,22 +376,137 @@ def run_ensemble(oof: Sequence[Path], test: Sequence[Path] | None, output: Path,
 
 
 # --- rank and report --------------------------------------------------------------------------------------------
-def run_rank(records: Sequence[PairRecord], n_bootstrap: int = 200, seed: int = 0, style_control: bool = False,
-             ci: float = 0.95, output: Path | None = None, winrate_output: Path | None = None):
-    """Bradley-Terry ratings with bootstrap intervals; ratings and win-rate matrix CSVs written when asked."""
-    from arenapref.rank import rank
-
-    for path in (output, winrate_output):
+def _rank_outputs(output: Path | None, winrate_output: Path | None, *extra: Path | None) -> None:
+    for path in (output, winrate_output, *extra):
         if path is not None:
             check_output_file(path, "ratings")
-    result = rank(records, n_bootstrap=n_bootstrap, seed=seed, style_control=style_control, ci=ci)
-    result.files = {}
+
+
+def _beside(output: Path, tag: str) -> Path:
+    return output.with_name(f"{output.stem}-{tag}.csv")
+
+
+def _write_ranking(result, output: Path | None, winrate_output: Path | None) -> dict[str, Path]:
+    files = {}
     if output is not None:
-        result.files["ratings"] = write_frame(result.table(), output, "ratings")
-        winrate_output = winrate_output or output.with_name(f"{output.stem}-winrate.csv")
+        files["ratings"] = write_frame(result.table(), output, "ratings")
+        winrate_output = winrate_output or _beside(output, "winrate")
     if winrate_output is not None:
-        result.files["win rates"] = write_frame(result.win_rate_matrix(), winrate_output, "win-rate matrix", index=True)
+        files["win rates"] = write_frame(result.win_rate_matrix(), winrate_output, "win-rate matrix", index=True)
+    return files
+
+
+def run_rank(records: Sequence[PairRecord], n_bootstrap: int = 200, seed: int = 0, style_control: bool = False,
+             ci: float = 0.95, output: Path | None = None, winrate_output: Path | None = None, tie_model: str = "half",
+             bootstrap_by: str = "battle", vote_shares: bool = False):
+    """Bradley-Terry ratings with bootstrap intervals; ratings and win-rate matrix CSVs written when asked.
+    `vote_shares`: a battle with several annotators counts their vote shares (its soft label), not the majority."""
+    from arenapref.rank import battles_from_records, rank
+
+    _rank_outputs(output, winrate_output)
+    result = rank(battles_from_records(records, soft=vote_shares), n_bootstrap=n_bootstrap, seed=seed,
+                  style_control=style_control, ci=ci, tie_model=tie_model, bootstrap_by=bootstrap_by)
+    result.files = _write_ranking(result, output, winrate_output)
     return result
+
+
+@dataclass
+class JudgeRequest:
+    """Who judges the battles: a trained model (`model_dir`), or, with `cross_fit` K, K models of the recipe `run`
+    trained on folds of the battles that exclude the prompts each one scores."""
+
+    model_dir: Path | None = None
+    run: RunConfig | None = None
+    cross_fit: int | None = None
+    engine: EngineRequest | None = None
+    trust_pickle: bool = False
+
+
+def judge_recipe(model_dir: Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """The RunConfig a saved judge was trained with (its arenapref.json), `--set` overrides applied: what
+    `rank --judge DIR --cross-fit K` retrains on the folds."""
+    from arenapref.config import apply_overrides
+    from arenapref.errors import ConfigError
+    from arenapref.models.base import read_model_meta
+
+    data = apply_overrides({"model": read_model_meta(model_dir).get("config", {})}, list(overrides))
+    try:
+        return RunConfig.model_validate(data)
+    except Exception as e:  # noqa: BLE001 - pydantic's message names the field
+        raise ConfigError(f"{model_dir}: its config with the --set overrides is invalid: {e}") from None
+
+
+@dataclass
+class JudgeRankRun:
+    judge: object  # rank.Ranking from the judge's probabilities
+    scores: object  # leaderboard.JudgeScores
+    records: list[PairRecord]
+    human: object | None = None  # rank.Ranking of the same battles' votes, when every battle has one
+    agreement: object | None = None  # leaderboard.Agreement
+    seconds: float = 0.0
+    files: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def run_judge_rank(records: Sequence[PairRecord], judge: JudgeRequest, n_bootstrap: int = 200, seed: int = 0,
+                   style_control: bool = False, ci: float = 0.95, tie_model: str = "half", bootstrap_by: str = "prompt",
+                   vote_shares: bool = False, output: Path | None = None, winrate_output: Path | None = None,
+                   progress: bool | None = True) -> JudgeRankRun:
+    """Ratings fitted from a judge's P(A), P(B), P(tie) for every battle (swap TTA), as fractional outcomes; when the
+    battles carry votes, the human ranking of the same battles (same tie model, resamples and seed) and the
+    agreement between the two. With `output`: the judge's ratings, win rates, judgements (one row per battle),
+    and, with votes, the human ratings and the per-model agreement, beside it."""
+    from arenapref.data.record import is_labelled
+    from arenapref.leaderboard import JudgeScores, agreement, cross_fit_judge
+    from arenapref.rank import battles_from_records, rank
+
+    extra = [_beside(output, t) for t in ("judgements", "human", "agreement")] if output is not None else []
+    _rank_outputs(output, winrate_output, *extra)
+    notes: list[str] = []
+    kept, textless = split_textless(records)
+    if textless:
+        notes.append(f"{len(textless)} battle-log row(s) without texts left out: a judge reads the answers")
+    named = [r for r in kept if r.model_a and r.model_b and r.model_a != r.model_b]
+    if len(named) < len(kept):
+        notes.append(f"{len(kept) - len(named)} row(s) without two different model names left out")
+    if not named:
+        raise UsageError("no battles to judge: the judge needs rows with texts and two different model names")
+    start = time.perf_counter()
+    if judge.cross_fit:
+        if judge.run is None:
+            raise UsageError("--cross-fit needs a recipe to train the judges: --judge MODEL_DIR, --model or --config")
+        scores = cross_fit_judge(named, judge.run.model, judge.cross_fit, seed=judge.run.folds.seed, progress=progress)
+    else:
+        if judge.model_dir is None:
+            raise UsageError("give --judge MODEL_DIR (a trained model), or --cross-fit K to train judges on the battles")
+        engine = judge.engine or EngineRequest()
+        model = load_model(judge.model_dir, trust_pickle=judge.trust_pickle)
+        engine.check_applies(model)
+        options = engine.options(model, engine.work_dir, progress=progress) if isinstance(model, SequenceModel) else None
+        t0 = time.perf_counter()
+        probs = predict_records(model, named, swap_tta=True, options=options, progress=progress)
+        scores = JudgeScores(probs, model.family, time.perf_counter() - t0)
+    settings = dict(n_bootstrap=n_bootstrap, seed=seed, style_control=style_control, ci=ci, tie_model=tie_model,
+                    bootstrap_by=bootstrap_by)
+    judged = rank(battles_from_records(named, probs=scores.probs), **settings)
+    done = JudgeRankRun(judged, scores, named, notes=notes)
+    if is_labelled(named):
+        done.human = rank(battles_from_records(named, soft=vote_shares), **settings)
+        done.agreement = agreement(done.human, judged)
+        notes.extend(done.agreement.notes)
+        if not scores.cross_fitted:
+            notes.append(f"the judge {judge.model_dir} may have been trained on these battles, which flatters its "
+                         "agreement with the votes; --cross-fit K trains judges that never see the prompts they score")
+    elif any(r.label is not None or r.soft_label is not None for r in named):
+        notes.append("only some battles carry votes: no human ranking to compare with")
+    done.seconds = time.perf_counter() - start
+    done.files = _write_ranking(judged, output, winrate_output)
+    if output is not None:
+        done.files["judgements"] = write_frame(scores.frame(named), extra[0], "judgements")
+        if done.human is not None:
+            done.files["human ratings"] = write_frame(done.human.table(), extra[1], "ratings")
+            done.files["agreement"] = write_frame(done.agreement.table(), extra[2], "agreement")
+    return done
 
 
 def run_report(records: Sequence[PairRecord], oof: Sequence[tuple[str, Path]], output: Path,

@@ -36,6 +36,9 @@ def cv(
     folds: Optional[int] = typer.Option(None, "--folds", "-k", min=2, help="Number of folds (default 5)."),
     output: Path = typer.Option(Path("runs/cv"), "--output", "-o", help="Folder for oof.csv, scores.csv and config.yaml."),
     fmt: str = FORMAT_OPT,
+    save_oof_soft: Optional[Path] = typer.Option(None, "--save-oof-soft", help="Also write the rows with the out-of-fold "
+                                                 "probabilities as soft labels (canonical CSV/parquet/JSONL): a "
+                                                 "teacher's labels for `arenapref train` to distil into a student."),
 ):
     """Grouped k-fold cross-validation: out-of-fold log loss and accuracy per fold, pooled and per source,
     beside the uniform and prior baselines on the same folds."""
@@ -43,12 +46,14 @@ def cv(
 
     run = config_from(config, overrides, model, folds)
     records, _ = read(inputs, fmt)
-    done = run_cv(records, run, output)
+    done = run_cv(records, run, output, save_oof_soft=save_oof_soft)
     for note in done.notes:
         warn(note)
     show_table(done.result.table, f"{run.model.family}: {run.folds.n_splits}-fold grouped CV ({len(done.result.records)} rows, "
                f"{done.seconds:.0f} s); lower log loss is better")
     out.print(f"out-of-fold predictions: {done.files['oof']}")
+    if save_oof_soft is not None:
+        out.print(f"out-of-fold soft labels (train a student on them): {done.files['soft labels']}")
     return done.result
 
 
@@ -94,21 +99,26 @@ def predict(
     backend: Optional[str] = typer.Option(None, help=BACKEND_HELP),
     quantize: Optional[str] = typer.Option(None, help="Sequence models: 8bit or 4bit weights (CUDA and bitsandbytes only)."),
     trust_model_code: bool = TRUST_OPT,
+    soft_labels: bool = typer.Option(False, "--soft-labels", help="Write the rows themselves (canonical CSV/parquet/JSONL, "
+                                     "hard labels kept) with the predictions as soft labels, to train a student on."),
 ):
     """Write a Kaggle submission: id,winner_model_a,winner_model_b,winner_tie, one row per test row, in order."""
     from arenapref.workflows import EngineRequest, default_work_dir, run_predict
 
     engine = EngineRequest(token_budget, work_dir, resume, backend, quantize)
-    records, _ = read(test, fmt, labels="ignore", on_id_clash="error")  # submission ids are never rewritten
+    # submission ids are never rewritten; soft labels keep the rows' own labels
+    records, _ = read(test, fmt, labels="auto" if soft_labels else "ignore", on_id_clash="error")
     try:
-        done = run_predict(model_dir, records, output, swap_tta, engine, batch_size, trust_pickle=trust_model_code)
+        done = run_predict(model_dir, records, output, swap_tta, engine, batch_size, trust_pickle=trust_model_code,
+                           soft_labels=soft_labels)
     except KeyboardInterrupt:
         where = work_dir or default_work_dir(output)
         warn(f"interrupted: finished batches are kept in {where}; run the same command with --resume to finish")
         raise typer.Exit(130) from None
     for note in done.notes:
         warn(note)
-    out.print(f"wrote {len(records)} predictions to {output} ({len(records) / max(done.seconds, 1e-9):.0f} pairs/s)")
+    what = "rows with the predictions as soft labels" if soft_labels else "predictions"
+    out.print(f"wrote {len(records)} {what} to {output} ({len(records) / max(done.seconds, 1e-9):.0f} pairs/s)")
     return done.probs
 
 

@@ -210,3 +210,21 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
         assert f'id="{id_}"' in rendered.dom
     width, height = _png_size(shot)
     assert width == 1280 and height > 3000  # the whole page, not one screen
+
+
+def test_a_judge_ranking_sits_beside_the_peoples_in_the_report(data):
+    """`agreements` put a judge-made ranking beside people's: the summary, the per-model table and a scatter."""
+    from arenapref.leaderboard import agreement
+    from arenapref.rank import battles_from_records, rank
+    from arenapref.report import ExtraSection
+
+    battles = [r for r in data if r.model_a and r.model_b]
+    probs = np.tile([0.5, 0.3, 0.2], (len(battles), 1))
+    human = rank(battles, n_bootstrap=20, seed=1)
+    judge = rank(battles_from_records(battles, probs=probs), n_bootstrap=20, seed=1)
+    extra = ExtraSection("transfer", "Transfer", "a table", [("held out", pd.DataFrame({"set": ["x"], "log loss": [1.0]}))])
+    page = build_report(data, n_bootstrap=0, agreements=[("PandaLM", agreement(human, judge))], extra_sections=[extra])
+    assert page.sections == [*SECTION_IDS, "transfer"]
+    section = section_html(page.html, "agreement")
+    assert "PandaLM: agreement" in section and "Spearman" in section and "fig-agreement-0" in page.figures
+    assert "held out" in section_html(page.html, "transfer")

@@ -21,9 +21,19 @@ from arenapref.report import analysis, figures
 from arenapref.report.analysis import parse_oof_arg
 from arenapref.report.html import render, table_html
 
-__all__ = ["Report", "SECTION_IDS", "build_report", "parse_oof_arg"]
+__all__ = ["ExtraSection", "Report", "SECTION_IDS", "build_report", "parse_oof_arg"]
 
-SECTION_IDS = ("overview", "cv", "reliability", "confusion", "breakdown", "swap", "length-bias", "ranking")
+SECTION_IDS = ("overview", "cv", "reliability", "confusion", "breakdown", "swap", "length-bias", "ranking", "agreement")
+
+
+@dataclass
+class ExtraSection:
+    """A section a caller adds to the page (the demo's transfer and leaderboard results): tables under a title."""
+
+    id: str
+    title: str
+    explain: str = ""
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
 
 
 @dataclass
@@ -60,9 +70,11 @@ class _Page:
 
 def build_report(records: Sequence[PairRecord], oof: Sequence[tuple[str, Path]] = (), model=None,
                  model_dir: Path | None = None, n_bootstrap: int = 200, seed: int = 0, title: str = "arenapref report",
-                 inputs: Sequence[str] = ()) -> Report:
+                 inputs: Sequence[str] = (), agreements: Sequence[tuple[str, object]] = (),
+                 extra_sections: Sequence[ExtraSection] = ()) -> Report:
     """The report page for labelled `records`: the oof files' scores beside the baselines, and with a loaded
-    `model` (from `model_dir`) its swap consistency and length bias.
+    `model` (from `model_dir`) its swap consistency and length bias; `agreements` (name, leaderboard.Agreement)
+    put judge-made rankings beside people's; `extra_sections` are added at the end.
 
     >>> page = build_report(records, [("features", Path("runs/cv/oof.csv"))]); Path("r.html").write_text(page.html)  # doctest: +SKIP
     """
@@ -86,6 +98,11 @@ def build_report(records: Sequence[PairRecord], oof: Sequence[tuple[str, Path]] 
     swap = _swap(page, records, model, model_dir)
     _length_bias(page, records, scored, swap)
     _ranking(page, records, n_bootstrap, seed)
+    _agreement(page, agreements)
+    for extra in extra_sections:
+        s = page.section(extra.id, extra.title, extra.explain)
+        for table_title, df in extra.tables:
+            page.table(s, df, table_title)
 
     meta = (f"{len(records)} rows from {', '.join(inputs) or 'the given records'}; "
             f"{len(scored.models) if scored else 0} oof file(s){'; model ' + str(model_dir) if model_dir else ''}; "
@@ -242,3 +259,20 @@ def _ranking(page: _Page, records: list[PairRecord], n_bootstrap: int, seed: int
     table = result.table()
     page.table(s, table)
     page.figure(s, "ranking", figures.ranking_intervals(table, result.ci), "Ratings with bootstrap intervals.")
+
+
+def _agreement(page: _Page, agreements: Sequence[tuple[str, object]]) -> None:
+    s = page.section("agreement", "Judge-made rankings against people's",
+                     "The same battles ranked twice: from people's votes, and from a judge's P(A), P(B), P(tie) as "
+                     "fractional outcomes (`arenapref rank --judge`). Spearman and Kendall correlation, the share of "
+                     "model pairs in the same order, and the rating differences, with intervals from paired resamples.")
+    if not agreements:
+        page.note(s, "no judge ranking given (`arenapref rank BATTLES --judge MODEL_DIR --cross-fit K`)")
+        return
+    for key, (name, agreement) in enumerate(agreements):
+        summary = agreement.summary()
+        page.table(s, summary, f"{name}: agreement")
+        table = agreement.table()
+        page.table(s, table, f"{name}: per model, in the people's order")
+        page.figure(s, f"agreement-{key}", figures.agreement_scatter(table, name),
+                    f"{name}: one point per model; on the dashed line the judge rates a model as people do.")

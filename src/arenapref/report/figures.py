@@ -194,3 +194,21 @@ def ranking_intervals(table: pd.DataFrame, ci: float):
     ax.axvline(1000, color="#cccccc", lw=1, ls="--")
     ax.set_xlabel(f"rating (Bradley-Terry, mean 1000; {ci:.0%} bootstrap interval)")
     return fig
+
+
+@_with_rc
+def agreement_scatter(table: pd.DataFrame, title: str):
+    """People's rating against the judge's, one point per model (agreement.table()); the diagonal is agreement."""
+    fig, axes = _figure(1, width=4.6, height=4.0)
+    ax = axes[0]
+    x, y = table["human rating"].to_numpy(float), table["judge rating"].to_numpy(float)
+    ax.scatter(x, y, s=18, color=COLORS[0])
+    lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+    ax.plot([lo, hi], [lo, hi], color="#cccccc", lw=1, ls="--")
+    if len(table) <= 12:
+        for name, a, b in zip(table["model"], x, y):
+            ax.annotate(str(name), (a, b), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("people's rating")
+    ax.set_ylabel("judge's rating")
+    ax.set_title(title, fontsize=9)
+    return fig

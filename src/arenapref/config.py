@@ -125,6 +125,18 @@ class FeaturesConfig(SwapFields):
     lambda_l2: float = Field(1.0, ge=0)
     n_jobs: int = Field(0, ge=0, description="0: all cores")
     seed: int = 0
+    # the record's `source` as an input (models/sources.py)
+    source_weighting: Literal["none", "sqrt", "balanced"] = Field(
+        "none", description="per-source sample weights, so no set drowns the others: balanced (every source the "
+        "same total weight), sqrt (a source of n rows weighs 1/sqrt(n) per row), none (every row alike)")
+    source_columns: Literal["none", "indicator", "tie_rate"] = Field(
+        "none", description="what the model sees of a row's source: indicator (one 0/1 column per training "
+        "source), tie_rate (the source's tie share in the training rows), none. A source the model was not "
+        "trained on is predicted as default_source, or else as the training pool (indicator: the average over "
+        "the training sources, weighted by their share of the training weight; tie_rate: the pool's tie share)")
+    default_source: str | None = Field(None, description="a training source that rows of an unknown source are "
+                                       "predicted as (e.g. `train` for a Kaggle test.csv beside train.csv); "
+                                       "null: as the training pool")
 
 
 class EmbedConfig(FeaturesConfig):

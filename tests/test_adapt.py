@@ -168,3 +168,13 @@ def test_predict_refuses_contradicting_or_impossible_prior_flags(cli_model, flag
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert phrase in " ".join(result.output.split())
     assert not out.exists()
+
+
+def test_em_that_runs_to_no_ties_says_the_estimate_is_unreliable(llmeval2_predictions):
+    """Predictions with less tie mass than the prior they are read against on every row (here: read against a 97%
+    tie prior): the likelihood has no maximum inside, EM runs to 0, and the warning says why."""
+    _, probs, _, _ = llmeval2_predictions
+    assert (probs[:, TIE] < 0.97).all()
+    _, info = adapt_prior(probs, symmetric_prior(0.97))
+    assert info.tie_rate < 0.005
+    assert info.warnings and "unreliable" in info.warnings[0] and "--tie-rate" in info.warnings[0]

@@ -134,9 +134,52 @@ def test_the_saved_model_remembers_its_sources(indicator_model, two_sources, tmp
 def test_a_model_saved_before_sources_were_an_input_predicts_as_before(two_sources, small_features_config, tmp_path):
     """No sources.json (an older directory): no source columns, whatever today's config defaults say."""
     train, test = two_sources
-    model = build_model(small_features_config(source_columns="none", source_weighting="none")).fit(train)
+    model = build_model(small_features_config(source_columns="none", source_weighting="none", source_trees=0)).fit(train)
     model.save(tmp_path / "old")
     (tmp_path / "old" / STATE_FILE).unlink()
     loaded = load_model(tmp_path / "old")
     assert loaded.sources_ == SourceState()
     np.testing.assert_array_equal(loaded.predict_proba(test), model.predict_proba(test))
+
+
+@pytest.fixture(scope="module")
+def source_trees_model(two_sources):
+    from arenapref.config import FeaturesConfig
+
+    cfg = FeaturesConfig(n_estimators=30, tfidf_max_features=2000, svd_components=8, n_jobs=1,
+                         source_weighting="sqrt", source_columns="none", source_trees=20)
+    return build_model(cfg).fit(two_sources[0])
+
+
+def test_source_trees_refine_each_known_source_and_leave_a_new_one_to_the_pool(source_trees_model, two_sources):
+    from arenapref.data.record import swap_average
+
+    model, test = source_trees_model, two_sources[1]
+    assert set(model.source_boosters_) == {"llmbar", "pandalm"}
+    new = as_source(test, "new")
+    enc = model.encode(new)  # no source columns: the pooled trees alone
+    pool = swap_average(model._predict_design(enc.design()), model._predict_design(enc.swapped().design()))
+    np.testing.assert_allclose(model.predict_proba(new), pool, atol=1e-12)
+    as_pandalm = model.predict_proba(as_source(test, "pandalm"))
+    assert np.abs(as_pandalm - pool).max() > 1e-3
+    swapped = model.predict_proba([r.swapped() for r in as_source(test, "pandalm")])
+    assert np.array_equal(swapped, swap_labels(as_pandalm))
+
+
+def test_source_trees_round_trip(source_trees_model, two_sources, tmp_path):
+    test = two_sources[1] + as_source(two_sources[1][:20], "new")
+    source_trees_model.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").glob("lightgbm-source-*.txt")) == ["lightgbm-source-0.txt",
+                                                                                       "lightgbm-source-1.txt"]
+    loaded = load_model(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(test), source_trees_model.predict_proba(test))
+
+
+def test_a_known_source_is_adapted_from_its_own_prior_and_a_new_one_from_the_pool(indicator_model, two_sources):
+    test = [two_sources[1][0], replace(two_sources[1][0], source="new"), two_sources[1][-1]]
+    priors = indicator_model.training_priors(test)
+    state = indicator_model.sources_
+    tie = dict(zip(state.sources, state.tie_rates))
+    assert priors[0, TIE] == pytest.approx(tie["pandalm"]) and priors[2, TIE] == pytest.approx(tie["llmbar"])
+    np.testing.assert_array_equal(priors[1], indicator_model.train_prior_)
+    assert (priors[:, 0] == priors[:, 1]).all()

@@ -1,6 +1,7 @@
 """Moving a model's predictions to a test set's class prior, without that set's labels.
 
-A model's outputs are posteriors under the prior it was trained under (`PairModel.train_prior_`). When the test
+A model's outputs are posteriors under the prior it was trained under (`PairModel.training_priors(records)`:
+the training pool's, or a known source's own for a source-aware model). When the test
 set has another prior (another tie rate) but the same class-conditional distributions, Bayes' rule gives the
 posteriors under the new prior by reweighting each class and renormalising each row (Saerens, Latinne &
 Decaestecker 2002, "Adjusting the outputs of a classifier to new a priori probabilities: a simple procedure"):
@@ -38,6 +39,10 @@ from arenapref.errors import UsageError
 MIN_PRIOR = 1e-6
 # Below this training tie share the model has (almost) never seen a tie: a prior shift cannot add ties to it.
 FEW_TIES = 0.01
+# An EM estimate this close to 0 or 1 means the likelihood has no maximum inside: (nearly) every row looks less (or
+# more) tie-like than under the training prior, which is what a new source does to the predictions (covariate
+# shift), not what a prior shift alone does; said in a warning.
+EDGE = 0.005
 
 
 def symmetric_prior(tie_rate: float) -> np.ndarray:
@@ -51,18 +56,27 @@ def symmetric_prior(tie_rate: float) -> np.ndarray:
 
 
 def _symmetric(prior: np.ndarray) -> np.ndarray:
+    """The swap-symmetric form of a prior (3,) or of one prior per row (n, 3)."""
     p = np.asarray(prior, dtype=float)
-    if p.shape != (3,) or not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
-        raise ValueError(f"a prior is three non-negative numbers (P(A), P(B), P(tie)), got {prior!r}")
-    return symmetric_prior(p[TIE] / p.sum())
+    if p.shape[-1:] != (3,) or p.ndim > 2 or not np.isfinite(p).all() or (p < 0).any() or (p.sum(axis=-1) <= 0).any():
+        raise ValueError(f"a prior is three non-negative numbers (P(A), P(B), P(tie)) or one such row per "
+                         f"prediction, got shape {p.shape}")
+    t = np.clip(p[..., TIE] / p.sum(axis=-1), MIN_PRIOR, 1 - 2 * MIN_PRIOR)
+    return np.stack([(1 - t) / 2, (1 - t) / 2, t], axis=-1)
+
+
+def _mean_prior(train_prior: np.ndarray) -> list[float]:
+    sym = _symmetric(train_prior)
+    return (sym if sym.ndim == 1 else sym.mean(axis=0)).tolist()
 
 
 def reweight(probs: np.ndarray, train_prior: np.ndarray, new_prior: np.ndarray) -> np.ndarray:
     """Posteriors under `new_prior` of posteriors `probs` under `train_prior` (both priors taken swap-symmetric:
-    P(A) = P(B) = (1 - P(tie)) / 2)."""
+    P(A) = P(B) = (1 - P(tie)) / 2). `train_prior` is (3,) or one prior per row (n, 3): a source-aware model
+    predicts a row of a known source under that source's prior."""
     p = np.asarray(probs, dtype=float)
     w = _symmetric(new_prior) / _symmetric(train_prior)
-    w[1] = w[0]  # one number for both sides (not two equal-looking ones): reweighting commutes with the swap
+    w[..., 1] = w[..., 0]  # one number for both sides (not two equal-looking ones): reweighting commutes with the swap
     q = p * w
     return q / (q[:, 0] + q[:, 1] + q[:, 2])[:, None]  # a + b + tie == b + a + tie exactly
 
@@ -90,8 +104,8 @@ class PriorAdaptation:
 
 
 def _warnings(train_prior: np.ndarray) -> list[str]:
-    if _symmetric(train_prior)[TIE] < FEW_TIES:
-        return [f"the model was trained with a tie share of {_symmetric(train_prior)[TIE]:.4f}: it has (almost) never "
+    if _mean_prior(train_prior)[TIE] < FEW_TIES:
+        return [f"the model was trained with a tie share of {_mean_prior(train_prior)[TIE]:.4f}: it has (almost) never "
                 "seen a tie, so a prior shift cannot put mass on ties; train on data with ties (several sources), or "
                 "calibrate on labelled rows of the target (`arenapref calibrate MODEL --target DATA`)"]
     return []
@@ -102,7 +116,7 @@ def shift_to_tie_rate(probs: np.ndarray, train_prior: np.ndarray, tie_rate: floa
 
     Args:
         probs: (n, 3) predictions of a model trained under `train_prior`.
-        train_prior: the model's training prior (`model.train_prior_`).
+        train_prior: the model's training prior, (3,) or one per row (`model.training_priors(records)`).
         tie_rate: the test set's share of ties, strictly between 0 and 1.
     Returns:
         (adapted (n, 3) predictions, PriorAdaptation).
@@ -113,7 +127,7 @@ def shift_to_tie_rate(probs: np.ndarray, train_prior: np.ndarray, tie_rate: floa
     p = np.asarray(probs, dtype=float)
     target = symmetric_prior(tie_rate)
     q = reweight(p, train_prior, target)
-    return q, PriorAdaptation("tie_rate", _symmetric(train_prior).tolist(), target.tolist(), len(p),
+    return q, PriorAdaptation("tie_rate", _mean_prior(train_prior), target.tolist(), len(p),
                               _mean_tie(p), _mean_tie(q), warnings=_warnings(train_prior))
 
 
@@ -123,7 +137,7 @@ def estimate_prior(probs: np.ndarray, train_prior: np.ndarray, max_iter: int = 1
 
     Args:
         probs: (n, 3) predictions of a model trained under `train_prior`.
-        train_prior: the model's training prior.
+        train_prior: the model's training prior, (3,) or one per row.
         max_iter, tol: stop after this many steps, or when the tie share moves less than `tol`.
     Returns:
         (prior (3,), iterations, converged).
@@ -131,7 +145,7 @@ def estimate_prior(probs: np.ndarray, train_prior: np.ndarray, max_iter: int = 1
     p = np.asarray(probs, dtype=float)
     if len(p) == 0:
         raise UsageError("--adapt-prior needs test rows to estimate their prior from")
-    prior = _symmetric(train_prior)
+    prior = symmetric_prior(_mean_prior(train_prior)[TIE])
     for it in range(1, max_iter + 1):
         # M step on the test set and its swap: P(tie) is the mean adapted P(tie), P(A) = P(B) share the rest
         tie = float(np.clip(_mean_tie(reweight(p, train_prior, prior)), MIN_PRIOR, 1 - 2 * MIN_PRIOR))
@@ -151,7 +165,13 @@ def adapt_prior(probs: np.ndarray, train_prior: np.ndarray, max_iter: int = 1000
     warnings = _warnings(train_prior)
     if not converged:
         warnings.append(f"the prior estimate had not settled after {iterations} EM steps")
-    return q, PriorAdaptation("em", _symmetric(train_prior).tolist(), prior.tolist(), len(p), _mean_tie(p),
+    if not EDGE < prior[TIE] < 1 - EDGE and not warnings:
+        side = "lower" if prior[TIE] <= EDGE else "higher"
+        warnings.append(f"EM ran to a tie rate of {prior[TIE]:.3f}: the model's P(tie) on these rows is {side} than under "
+                        "its training prior almost everywhere, without telling ties apart; that is what rows unlike the "
+                        "training data (a new source) do, so the estimate is unreliable unless the set really has "
+                        f"{'no' if side == 'lower' else 'only'} ties. Give --tie-rate if you know the rate")
+    return q, PriorAdaptation("em", _mean_prior(train_prior), prior.tolist(), len(p), _mean_tie(p),
                               _mean_tie(q), iterations, converged, warnings)
 
 

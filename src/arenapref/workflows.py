@@ -234,8 +234,9 @@ def run_predict(model_dir: Path, records: Sequence[PairRecord], output: Path, sw
         from arenapref.adapt import adapt_prior as em_adapt
         from arenapref.adapt import shift_to_tie_rate
 
-        probs, adaptation = (shift_to_tie_rate(probs, model.train_prior_, tie_rate) if tie_rate is not None
-                             else em_adapt(probs, model.train_prior_))
+        priors = model.training_priors(records)
+        probs, adaptation = (shift_to_tie_rate(probs, priors, tie_rate) if tie_rate is not None
+                             else em_adapt(probs, priors))
         notes += adaptation.warnings or []
     write_submission([r.id for r in records], probs, output)
     if work_dir is not None and engine.work_dir is None:

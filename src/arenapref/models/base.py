@@ -103,6 +103,14 @@ class PairModel(ABC):
         """Training weight of each row (None: all alike); the training prior is weighted the same way."""
         return None
 
+    def training_priors(self, records: Sequence[PairRecord]) -> np.ndarray:
+        """(n, 3): the prior each row's prediction is a posterior under (the training prior; a source-aware model
+        gives a row of a known source that source's own). What --tie-rate and --adapt-prior shift from."""
+        if self.train_prior_ is None:
+            raise UsageError(f"this {self.family} model was saved without its training prior (by an older arenapref): "
+                             "train it again to shift its predictions to another prior")
+        return np.tile(self.train_prior_, (len(records), 1))
+
     # --- the protocol ---------------------------------------------------------------------------------------
     def fit(self, records: Sequence[PairRecord], progress: bool | None = None, **options) -> "PairModel":
         """Trains on `records` (each with a hard or soft label) and, with `swap_augment`, on their A/B swaps.

@@ -89,7 +89,7 @@ def test_em_estimates_a_known_tie_rate_better_than_the_mean_prediction(llmeval2_
     model, probs, labels, _ = llmeval2_predictions
     rows = subsample_to_tie_rate(labels, tie_rate, 500)
     adapted, info = adapt_prior(probs[rows], model.train_prior_)
-    assert info.method == "em" and info.converged and info.iterations > 1
+    assert info.method == "em" and info.converged and info.iterations > 1 and info.applied
     assert abs(info.tie_rate - tie_rate) <= 0.05
     assert abs(info.tie_rate - tie_rate) < abs(info.mean_tie_before - tie_rate)
     assert info.target_prior[0] == info.target_prior[1]
@@ -170,11 +170,13 @@ def test_predict_refuses_contradicting_or_impossible_prior_flags(cli_model, flag
     assert not out.exists()
 
 
-def test_em_that_runs_to_no_ties_says_the_estimate_is_unreliable(llmeval2_predictions):
+def test_em_that_runs_to_no_ties_reports_the_estimate_and_leaves_the_predictions(llmeval2_predictions):
     """Predictions with less tie mass than the prior they are read against on every row (here: read against a 97%
-    tie prior): the likelihood has no maximum inside, EM runs to 0, and the warning says why."""
+    tie prior): the likelihood has no maximum inside and EM runs to 0. Applied, that would cost every tie row tens
+    of nats, so the estimate is reported, the predictions are left as they were, and the warning says why."""
     _, probs, _, _ = llmeval2_predictions
     assert (probs[:, TIE] < 0.97).all()
-    _, info = adapt_prior(probs, symmetric_prior(0.97))
+    adapted, info = adapt_prior(probs, symmetric_prior(0.97))
     assert info.tie_rate < 0.005
     assert info.warnings and "unreliable" in info.warnings[0] and "--tie-rate" in info.warnings[0]
+    assert not info.applied and np.array_equal(adapted, probs)

@@ -41,7 +41,8 @@ MIN_PRIOR = 1e-6
 FEW_TIES = 0.01
 # An EM estimate this close to 0 or 1 means the likelihood has no maximum inside: (nearly) every row looks less (or
 # more) tie-like than under the training prior, which is what a new source does to the predictions (covariate
-# shift), not what a prior shift alone does; said in a warning.
+# shift), not what a prior shift alone does. Applying it would put (almost) no mass on ties, or on anything else,
+# and a single row of the other kind would cost tens of nats: the estimate is reported, not applied.
 EDGE = 0.005
 
 
@@ -94,6 +95,7 @@ class PriorAdaptation:
     iterations: int = 0
     converged: bool = True
     warnings: list[str] | None = None
+    applied: bool = True  # False: the EM estimate ran to 0 or 1 and the predictions were left as they were
 
     @property
     def tie_rate(self) -> float:
@@ -165,14 +167,16 @@ def adapt_prior(probs: np.ndarray, train_prior: np.ndarray, max_iter: int = 1000
     warnings = _warnings(train_prior)
     if not converged:
         warnings.append(f"the prior estimate had not settled after {iterations} EM steps")
+    applied = True
     if not EDGE < prior[TIE] < 1 - EDGE and not warnings:
         side = "lower" if prior[TIE] <= EDGE else "higher"
+        applied, q = False, p
         warnings.append(f"EM ran to a tie rate of {prior[TIE]:.3f}: the model's P(tie) on these rows is {side} than under "
-                        "its training prior almost everywhere, without telling ties apart; that is what rows unlike the "
-                        "training data (a new source) do, so the estimate is unreliable unless the set really has "
-                        f"{'no' if side == 'lower' else 'only'} ties. Give --tie-rate if you know the rate")
+                        "its training prior almost everywhere, without telling ties apart. That is what rows unlike the "
+                        "training data (a new source) do, so the estimate is unreliable and was not applied: the "
+                        "predictions are the model's own. Give --tie-rate if you know the rate")
     return q, PriorAdaptation("em", _mean_prior(train_prior), prior.tolist(), len(p), _mean_tie(p),
-                              _mean_tie(q), iterations, converged, warnings)
+                              _mean_tie(q), iterations, converged, warnings, applied)
 
 
 def _mean_tie(probs: np.ndarray) -> float:

@@ -117,7 +117,7 @@ def predict(
         a = done.adaptation
         how = f"estimated by EM in {a.iterations} steps" if a.method == "em" else "given"
         out.print(f"tie rate {a.tie_rate:.4f} ({how}; training prior {a.train_prior[2]:.4f}): mean P(tie) "
-                  f"{a.mean_tie_before:.4f} -> {a.mean_tie_after:.4f}")
+                  f"{a.mean_tie_before:.4f} -> {a.mean_tie_after:.4f}{'' if a.applied else ' (not applied)'}")
     out.print(f"wrote {len(records)} predictions to {output} ({len(records) / max(done.seconds, 1e-9):.0f} pairs/s)")
     return done.probs
 

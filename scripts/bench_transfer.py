@@ -5,7 +5,7 @@ BENCHMARKS.md.
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench_transfer.py [--data ../shared/data] [--output BENCHMARKS.md]
         [--sections candidates transfer cv] [--n-jobs 1] [--json /tmp/transfer.json] [--render /tmp/transfer.json]
 
-About 45 minutes on the shared 2-core dev machine with one LightGBM thread (70 fits of `features`, most on ~15k
+About 45 minutes on the shared 2-core dev machine with one LightGBM thread (85 fits of `features`, 65 of them on 12-16k
 pairs; encoding the texts is a third of each fit). `--render` rewrites the block from an earlier run's --json file
 without measuring anything.
 

@@ -13,7 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arenapref.config import EmbedConfig, FeaturesConfig, JudgeConfig, PriorConfig, TransformerConfig
+from arenapref.config import (
+    EmbedConfig,
+    FeaturesConfig,
+    JudgeConfig,
+    PriorConfig,
+    TransformerConfig,
+)
 from arenapref.data.record import swap_labels
 from arenapref.errors import NotFittedError
 from arenapref.models import build_model, load_model

@@ -20,7 +20,7 @@ LAYERS = [
     ("infer", ["arenapref.infer"]),
     ("train", ["arenapref.train"]),
     ("models", ["arenapref.models"]),
-    ("calibrate and ensemble", ["arenapref.calibrate", "arenapref.ensemble", "arenapref.predictions"]),
+    ("calibrate and ensemble", ["arenapref.calibrate", "arenapref.ensemble", "arenapref.predictions", "arenapref.adapt"]),
     ("evaluation and outputs", ["arenapref.cv", "arenapref.submission", "arenapref.rank", "arenapref.estimate",
                                 "arenapref.report", "arenapref.distill", "arenapref.leaderboard"]),
     ("workflows", ["arenapref.workflows"]),

@@ -125,6 +125,27 @@ class FeaturesConfig(SwapFields):
     lambda_l2: float = Field(1.0, ge=0)
     n_jobs: int = Field(0, ge=0, description="0: all cores")
     seed: int = 0
+    # the record's `source` as an input (models/sources.py); the defaults were chosen by scripts/bench_transfer.py
+    # (BENCHMARKS.md, transfer): none/none/0 is the model before sources were an input
+    source_weighting: Literal["none", "sqrt", "balanced"] = Field(
+        "sqrt", description="per-source sample weights, so no set drowns the others: balanced (every source the "
+        "same total weight), sqrt (a source of n rows weighs 1/sqrt(n) per row), none (every row alike). Default "
+        "sqrt: the best CV of each tie-bearing set within all shared sets (BENCHMARKS.md, transfer)")
+    source_columns: Literal["none", "indicator", "tie_rate"] = Field(
+        "indicator", description="what the model sees of a row's source: indicator (one 0/1 column per training "
+        "source), tie_rate (the source's tie share in the training rows), none. A source the model was not "
+        "trained on is predicted as default_source, or else as the training pool (indicator: the average over "
+        "the training sources, weighted by their share of the training weight; tie_rate: the pool's tie share). "
+        "Default indicator: better than none or tie_rate in CV and in leave-one-source-out")
+    source_trees: int = Field(100, ge=0, description="boosting rounds of each training source's own trees, fitted on "
+                              "its rows alone on top of the pooled model's scores (0: none; none with a single source); "
+                              "a row of that source gets them at prediction; a row of an unknown source is predicted "
+                              "as the pool (with indicator columns: as every training source in turn, each with its "
+                              "own trees, averaged). Default 100: with them, a set trained together with every other "
+                              "set scores better than trained alone on 3 of 4 tie-bearing sets")
+    default_source: str | None = Field(None, description="a training source that rows of an unknown source are "
+                                       "predicted as (e.g. `train` for a Kaggle test.csv beside train.csv); "
+                                       "null: as the training pool")
 
 
 class EmbedConfig(FeaturesConfig):

@@ -45,16 +45,19 @@ def uniform(n: int) -> np.ndarray:
     return np.full((n, 3), 1 / 3)
 
 
-def prior(train_targets: np.ndarray, n: int, symmetric: bool = True) -> np.ndarray:
+def prior(train_targets: np.ndarray, n: int, symmetric: bool = True, weights: np.ndarray | None = None) -> np.ndarray:
     """The prior baseline: the class shares of the training targets, swap-symmetric (P(A) = P(B), as a model
     trained on both orders of every pair sees them), floored so a class unseen in training does not score
     infinity. What `cv`, `calibrate`, `report` and the `prior` model all use (the model passes
     symmetric=False: with swap augmentation its targets hold both orders already, without it the user asked
-    for the shares as they are)."""
+    for the shares as they are). `weights` (one per row): the shares of a weighted training set, e.g. the
+    prior a model fitted with per-source sample weights was trained under."""
     t = np.asarray(train_targets, dtype=float)
     if len(t) == 0:
         return uniform(n)
-    shares = ((t.mean(axis=0) + t[:, _SWAP].mean(axis=0)) / 2 if symmetric else t.mean(axis=0)) + PRIOR_FLOOR
+    w = None if weights is None else np.asarray(weights, dtype=float)
+    mean = t.mean(axis=0) if w is None else (w[:, None] * t).sum(axis=0) / w.sum()
+    shares = ((mean + mean[_SWAP]) / 2 if symmetric else mean) + PRIOR_FLOOR
     return np.tile(shares / shares.sum(), (n, 1))
 
 

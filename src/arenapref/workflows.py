@@ -178,6 +178,7 @@ class PredictRun:
     work_dir: Path | None = None  # where engine results were kept (removed when it was the default one)
     stats: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    adaptation: object | None = None  # adapt.PriorAdaptation, with --tie-rate or --adapt-prior
 
 
 def predict_records(model: PairModel, records: Sequence[PairRecord], swap_tta: bool | None = None,
@@ -202,16 +203,24 @@ def predict_records(model: PairModel, records: Sequence[PairRecord], swap_tta: b
 
 def run_predict(model_dir: Path, records: Sequence[PairRecord], output: Path, swap_tta: bool | None = None,
                 engine: EngineRequest | None = None, batch_size: int = 2048, trust_pickle: bool = False,
-                progress: bool | None = True, soft_labels: bool = False) -> PredictRun:
+                progress: bool | None = True, soft_labels: bool = False, tie_rate: float | None = None,
+                adapt_prior: bool = False) -> PredictRun:
     """A Kaggle submission for `records` (one row per record, in order) from the model in `model_dir`; with
     `soft_labels`, the records themselves as a canonical file with the predictions as soft labels (distill.py).
 
     Sequence models keep their results in a work dir batch by batch (default `<output>.parts`, so a killed run
     continues with `resume`); the default one is removed only after the submission is on disk. `swap_tta`
-    None: the model's own setting."""
+    None: the model's own setting. `tie_rate` (the test set's known share of ties) or `adapt_prior` (estimate
+    it from the test rows' own predictions, by EM) moves the predictions from the model's training prior to the
+    test set's (arenapref/adapt.py); `adaptation` in the result says to what."""
     from arenapref.infer.store import probe_work_dir
     from arenapref.submission import write_submission
 
+    if tie_rate is not None and adapt_prior:
+        raise UsageError("--tie-rate and --adapt-prior both set the test set's prior: give one (--tie-rate when you "
+                         "know the tie rate, --adapt-prior to estimate it)")
+    if tie_rate is not None and not 0 < tie_rate < 1:
+        raise UsageError(f"--tie-rate {tie_rate}: give the test set's share of ties, strictly between 0 and 1")
     engine = engine or EngineRequest()
     if soft_labels:
         from arenapref.distill import check_soft_label_path
@@ -225,6 +234,10 @@ def run_predict(model_dir: Path, records: Sequence[PairRecord], output: Path, sw
     probe_work_dir(work_dir)  # another run using it is reported before the model loads
     model = load_model(model_dir, trust_pickle=trust_pickle)
     engine.check_applies(model)
+    if (tie_rate is not None or adapt_prior) and model.train_prior_ is None:
+        raise UsageError(f"{model_dir} was saved without its training prior (by an older arenapref), which "
+                         "--tie-rate and --adapt-prior shift from: train it again")
+    notes += unknown_source_notes(model, records)
     start = time.perf_counter()
     stats: dict = {}
     if isinstance(model, SequenceModel):
@@ -234,6 +247,15 @@ def run_predict(model_dir: Path, records: Sequence[PairRecord], output: Path, sw
     else:
         work_dir = None
         probs = predict_records(model, records, swap_tta, batch_size=batch_size, progress=progress)
+    adaptation = None
+    if (tie_rate is not None or adapt_prior) and len(records):
+        from arenapref.adapt import adapt_prior as em_adapt
+        from arenapref.adapt import shift_to_tie_rate
+
+        priors = model.training_priors(records)
+        probs, adaptation = (shift_to_tie_rate(probs, priors, tie_rate) if tie_rate is not None
+                             else em_adapt(probs, priors))
+        notes += adaptation.warnings or []
     if soft_labels:
         from arenapref.distill import write_soft_labels
 
@@ -247,7 +269,20 @@ def run_predict(model_dir: Path, records: Sequence[PairRecord], output: Path, sw
     if stats.get("oom_splits"):
         notes.append(f"{stats['oom_splits']} batch(es) ran out of memory and were split; a smaller --token-budget "
                      "avoids the retries")
-    return PredictRun(probs, time.perf_counter() - start, model, work_dir, stats, notes)
+    return PredictRun(probs, time.perf_counter() - start, model, work_dir, stats, notes, adaptation)
+
+
+def unknown_source_notes(model: PairModel, records: Sequence[PairRecord]) -> list[str]:
+    """A note when a source-aware model (features, embed) predicts rows of sources it was not trained on."""
+    state = getattr(model, "sources_", None)
+    if state is None or state.columns == "none":
+        return []
+    unknown = state.unknown([r.source for r in records])
+    if not unknown:
+        return []
+    as_what = f"as source {state.default_source!r} (default_source)" if state.default_source else "as the training pool"
+    return [f"source(s) {', '.join(map(repr, unknown[:5]))}{' ...' if len(unknown) > 5 else ''} not among the "
+            f"model's training sources ({', '.join(state.sources)}): predicted {as_what}"]
 
 
 # --- estimate ---------------------------------------------------------------------------------------------------

@@ -101,6 +101,10 @@ def predict(
     trust_model_code: bool = TRUST_OPT,
     soft_labels: bool = typer.Option(False, "--soft-labels", help="Write the rows themselves (canonical CSV/parquet/JSONL, "
                                      "hard labels kept) with the predictions as soft labels, to train a student on."),
+    tie_rate: Optional[float] = typer.Option(None, "--tie-rate", help="The test set's known share of ties (the "
+                                             "Arena's is about 0.3): predictions move from the training prior to it."),
+    adapt_prior: bool = typer.Option(False, "--adapt-prior", help="Estimate the test set's tie rate from its own "
+                                     "predictions (EM, P(A) = P(B)) and move the predictions to it."),
 ):
     """Write a Kaggle submission: id,winner_model_a,winner_model_b,winner_tie, one row per test row, in order."""
     from arenapref.workflows import EngineRequest, default_work_dir, run_predict
@@ -110,13 +114,18 @@ def predict(
     records, _ = read(test, fmt, labels="auto" if soft_labels else "ignore", on_id_clash="error")
     try:
         done = run_predict(model_dir, records, output, swap_tta, engine, batch_size, trust_pickle=trust_model_code,
-                           soft_labels=soft_labels)
+                           soft_labels=soft_labels, tie_rate=tie_rate, adapt_prior=adapt_prior)
     except KeyboardInterrupt:
         where = work_dir or default_work_dir(output)
         warn(f"interrupted: finished batches are kept in {where}; run the same command with --resume to finish")
         raise typer.Exit(130) from None
     for note in done.notes:
         warn(note)
+    if done.adaptation is not None:
+        a = done.adaptation
+        how = f"estimated by EM in {a.iterations} steps" if a.method == "em" else "given"
+        out.print(f"tie rate {a.tie_rate:.4f} ({how}; training prior {a.train_prior[2]:.4f}): mean P(tie) "
+                  f"{a.mean_tie_before:.4f} -> {a.mean_tie_after:.4f}{'' if a.applied else ' (not applied)'}")
     what = "rows with the predictions as soft labels" if soft_labels else "predictions"
     out.print(f"wrote {len(records)} {what} to {output} ({len(records) / max(done.seconds, 1e-9):.0f} pairs/s)")
     return done.probs

@@ -23,6 +23,7 @@ import json
 import platform
 import shutil
 from abc import ABC, abstractmethod
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,7 +43,7 @@ from arenapref.infer.options import (
     ScorerFactory,
     resolve_devices,
 )
-from arenapref.metrics import check_probabilities
+from arenapref.metrics import check_probabilities, prior
 from arenapref.models.calibration import Calibrator
 
 MODEL_FILE = "arenapref.json"
@@ -67,6 +68,10 @@ class PairModel(ABC):
         self.config = config
         self.calibration: Calibrator | None = None  # applied last in predict_proba; set by load_model or `calibrate`
         self.n_train_: int | None = None
+        # the swap-symmetric class shares the model was fitted under (weighted as its training rows were): what
+        # --tie-rate and --adapt-prior shift away from (arenapref/adapt.py); None for a model saved before
+        self.train_prior_: np.ndarray | None = None
+        self.train_sources_: dict[str, int] | None = None  # training rows per source
         self.directory_: Path | None = None  # where the model was loaded from or last saved to
 
     # --- what a kind or family implements -----------------------------------------------------------------
@@ -94,6 +99,18 @@ class PairModel(ABC):
         """Tokens per pair as the model sees them, or None for a model without a tokenizer."""
         return None
 
+    def training_weights(self, records: Sequence[PairRecord]) -> np.ndarray | None:
+        """Training weight of each row (None: all alike); the training prior is weighted the same way."""
+        return None
+
+    def training_priors(self, records: Sequence[PairRecord]) -> np.ndarray:
+        """(n, 3): the prior each row's prediction is a posterior under (the training prior; a source-aware model
+        gives a row of a known source that source's own). What --tie-rate and --adapt-prior shift from."""
+        if self.train_prior_ is None:
+            raise UsageError(f"this {self.family} model was saved without its training prior (by an older arenapref): "
+                             "train it again to shift its predictions to another prior")
+        return np.tile(self.train_prior_, (len(records), 1))
+
     # --- the protocol ---------------------------------------------------------------------------------------
     def fit(self, records: Sequence[PairRecord], progress: bool | None = None, **options) -> "PairModel":
         """Trains on `records` (each with a hard or soft label) and, with `swap_augment`, on their A/B swaps.
@@ -111,6 +128,8 @@ class PairModel(ABC):
         targets(records)  # names the first unlabelled row, if any
         self._fit(records, progress, **options)
         self.n_train_ = len(records)
+        self.train_prior_ = prior(targets(records), 1, weights=self.training_weights(records))[0]
+        self.train_sources_ = dict(sorted(Counter(r.source for r in records).items()))
         return self
 
     def predict_proba(self, records: Sequence[PairRecord], swap_tta: bool | None = None,
@@ -153,6 +172,8 @@ class PairModel(ABC):
             meta = {
                 "family": self.family, "kind": self.kind, "labels": list(LABELS), "arenapref_version": __version__,
                 "config": config_dict(self.config), "n_train": self.n_train_,
+                "train_prior": None if self.train_prior_ is None else [float(p) for p in self.train_prior_],
+                "train_sources": self.train_sources_,
                 "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "python": platform.python_version(),
             }
             if self.calibration is not None:
@@ -191,8 +212,8 @@ class TabularModel(PairModel):
     def encode(self, records: Sequence[PairRecord], fitting: bool = False) -> PairFeatures: ...
 
     @abstractmethod
-    def _fit_design(self, X: np.ndarray, y: np.ndarray) -> None:
-        """X: design rows; y: (n, 3) target probabilities."""
+    def _fit_design(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """X: design rows; y: (n, 3) target probabilities; weights: per row (None: all alike)."""
 
     @abstractmethod
     def _predict_design(self, X: np.ndarray) -> np.ndarray: ...
@@ -202,11 +223,13 @@ class TabularModel(PairModel):
             raise UsageError(f"the {self.family} model takes no fit options ({', '.join(options)})")
         y = targets(records)
         enc = self.encode(records, fitting=True)
+        w = self.training_weights(records)  # after encode, which may learn what the weights depend on
         X = enc.design()
         if self.config.swap_augment:
             X = np.vstack([X, enc.swapped().design()])
             y = np.vstack([y, swap_labels(y)])
-        self._fit_design(X, y)
+            w = None if w is None else np.concatenate([w, w])
+        self._fit_design(X, y, w)
 
     def _predict_orders(self, records, swap_tta, options):
         if options is not None:
@@ -356,6 +379,8 @@ def load_model(directory: str | Path, trust_pickle: bool = False) -> PairModel:
     model = build_model(config)
     model._load_state(directory, trust_pickle=trust_pickle)
     model.n_train_ = meta.get("n_train")
+    model.train_prior_ = None if meta.get("train_prior") is None else np.asarray(meta["train_prior"], dtype=float)
+    model.train_sources_ = meta.get("train_sources")
     model.calibration = load_calibration(directory)
     model.directory_ = directory
     return model

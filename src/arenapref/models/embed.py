@@ -106,8 +106,8 @@ class EmbedModel(FeaturesModel):
             self.cache_.add([k for k, _ in todo], vecs)
         return np.stack([self.cache_.vectors[k] for k in keys]).astype(np.float32)
 
-    def encode(self, records, fitting=False) -> PairFeatures:
-        base = super().encode(records, fitting)
+    def encode_pair(self, records, fitting=False) -> PairFeatures:
+        base = super().encode_pair(records, fitting)
         n = len(records)
         texts = [join_turns(r.prompt) for r in records] + [join_turns(r.response_a) for r in records] + \
                 [join_turns(r.response_b) for r in records]

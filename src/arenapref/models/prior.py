@@ -21,7 +21,7 @@ class PriorModel(TabularModel):
     def _is_fitted(self) -> bool:
         return getattr(self, "prior_", None) is not None
 
-    def _fit_design(self, X, y) -> None:
+    def _fit_design(self, X, y, weights=None) -> None:
         self.prior_ = prior(y, 1, symmetric=False)[0]
 
     def _predict_design(self, X) -> np.ndarray:

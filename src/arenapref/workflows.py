@@ -546,14 +546,16 @@ def run_judge_rank(records: Sequence[PairRecord], judge: JudgeRequest, n_bootstr
 
 def run_report(records: Sequence[PairRecord], oof: Sequence[tuple[str, Path]], output: Path,
                model_dir: Path | None = None, n_bootstrap: int = 200, title: str = "arenapref report",
-               inputs: Sequence[str] = (), trust_pickle: bool = False):
-    """One self-contained HTML page (report/), written atomically."""
+               inputs: Sequence[str] = (), trust_pickle: bool = False, agreements: Sequence = (),
+               extra_sections: Sequence = ()):
+    """One self-contained HTML page (report/), written atomically; `agreements` (name, leaderboard.Agreement)
+    and `extra_sections` (report.ExtraSection) are added to it."""
     from arenapref.report import build_report
 
     check_output_file(output, "report")
     model = load_model(model_dir, trust_pickle=trust_pickle) if model_dir is not None else None
     page = build_report(records, oof, model=model, model_dir=model_dir, n_bootstrap=n_bootstrap, title=title,
-                        inputs=inputs)
+                        inputs=inputs, agreements=agreements, extra_sections=extra_sections)
     write_text(output, page.html, "report")
     return page
 

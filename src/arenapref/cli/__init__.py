@@ -4,7 +4,7 @@ One error boundary for every command (`ArenaprefGroup`): a failure the user can 
 line naming what to fix and exits 2; anything else is a bug in arenapref and shows its traceback (exit 1).
 
 Commands live by group: data.py (data import/validate/stats/overlap), modeling.py (cv, train, predict, estimate,
-merge), evaluation.py (grade, calibrate, ensemble, rank, report), serving.py (serve), and demo.py (the main job).
+merge), tuning.py (tune), evaluation.py (grade, calibrate, ensemble, rank, report), serving.py (serve), and demo.py (the main job).
 """
 
 from __future__ import annotations
@@ -49,10 +49,11 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     pass
 
 
-from arenapref.cli import data, demo, evaluation, modeling, serving  # noqa: E402  (commands register on `app`)
+from arenapref.cli import data, demo, evaluation, modeling, serving, tuning  # noqa: E402  (commands register on `app`)
 
 app.add_typer(data.app, name="data")
 modeling.register(app)
+tuning.register(app)
 evaluation.register(app)
 serving.register(app)
 demo.register(app)

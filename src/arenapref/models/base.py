@@ -187,20 +187,49 @@ class PairModel(ABC):
 
 @dataclass
 class PairFeatures:
-    """Columns of A, columns of B (same layout), and columns that do not depend on the order."""
+    """Columns of A, columns of B (same layout), and columns that do not depend on the order; optionally sparse
+    columns of A and of B (TF-IDF n-grams, scipy CSR, same layout), which the design puts last."""
 
     a: np.ndarray
     b: np.ndarray
     pair: np.ndarray
+    sparse_a: object | None = None  # scipy.sparse CSR, or None
+    sparse_b: object | None = None
 
     def swapped(self) -> "PairFeatures":
-        return PairFeatures(self.b, self.a, self.pair)
+        return PairFeatures(self.b, self.a, self.pair, self.sparse_b, self.sparse_a)
 
-    def design(self) -> np.ndarray:
-        return np.hstack([self.a, self.b, self.a - self.b, self.pair]).astype(np.float32)
+    def design(self):
+        """[A, B, A - B, pair] (and [sparse A, sparse B, sparse A - sparse B]): a dense float32 array, or a CSR
+        matrix when there are sparse columns. Swapping A and B permutes and negates columns, nothing else."""
+        dense = np.hstack([self.a, self.b, self.a - self.b, self.pair]).astype(np.float32)
+        if self.sparse_a is None:
+            return dense
+        from scipy import sparse
+
+        return sparse.hstack([sparse.csr_matrix(dense), self.sparse_a, self.sparse_b, self.sparse_a - self.sparse_b],
+                             format="csr", dtype=np.float32)
+
+    def take(self, rows) -> "PairFeatures":
+        """The given rows (an index array)."""
+        pick = (lambda m: None if m is None else m[rows])
+        return PairFeatures(self.a[rows], self.b[rows], self.pair[rows], pick(self.sparse_a), pick(self.sparse_b))
+
+    def with_pair(self, extra: np.ndarray) -> "PairFeatures":
+        """The same columns with `extra` appended to the order-free ones."""
+        return PairFeatures(self.a, self.b, np.hstack([self.pair, extra]), self.sparse_a, self.sparse_b)
 
     def __len__(self) -> int:
         return len(self.pair)
+
+
+def stack_rows(top, bottom):
+    """Design rows on top of design rows, dense or sparse."""
+    if isinstance(top, np.ndarray):
+        return np.vstack([top, bottom])
+    from scipy import sparse
+
+    return sparse.vstack([top, bottom], format="csr")
 
 
 class TabularModel(PairModel):
@@ -226,7 +255,7 @@ class TabularModel(PairModel):
         w = self.training_weights(records)  # after encode, which may learn what the weights depend on
         X = enc.design()
         if self.config.swap_augment:
-            X = np.vstack([X, enc.swapped().design()])
+            X = stack_rows(X, enc.swapped().design())
             y = np.vstack([y, swap_labels(y)])
             w = None if w is None else np.concatenate([w, w])
         self._fit_design(X, y, w)

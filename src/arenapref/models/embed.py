@@ -107,6 +107,8 @@ class EmbedModel(FeaturesModel):
         return np.stack([self.cache_.vectors[k] for k in keys]).astype(np.float32)
 
     def encode_pair(self, records, fitting=False) -> PairFeatures:
+        """The features columns, the prompt-A, prompt-B and A-B cosine similarities of the embeddings, and (as
+        `embedding_columns` says) nothing more, a PCA of them, or every raw dimension of A and of B."""
         base = super().encode_pair(records, fitting)
         n = len(records)
         texts = [join_turns(r.prompt) for r in records] + [join_turns(r.response_a) for r in records] + \
@@ -115,4 +117,28 @@ class EmbedModel(FeaturesModel):
         ep, ea, eb = e[:n], e[n:2 * n], e[2 * n:]
         sim_pa, sim_pb = (ep * ea).sum(1, keepdims=True), (ep * eb).sum(1, keepdims=True)
         sim_ab = (ea * eb).sum(1, keepdims=True)
-        return PairFeatures(np.hstack([base.a, ea, sim_pa]), np.hstack([base.b, eb, sim_pb]), np.hstack([base.pair, sim_ab]))
+        mode = self.config.embedding_columns
+        if mode == "raw":
+            return PairFeatures(np.hstack([base.a, ea, sim_pa]), np.hstack([base.b, eb, sim_pb]),
+                                np.hstack([base.pair, sim_ab]), base.sparse_a, base.sparse_b)
+        extra_a, extra_b, extra_pair = [], [], []
+        if mode == "pca":
+            if fitting:
+                both = np.vstack([ea, eb])
+                self.embed_mean_ = both.mean(axis=0)
+                k = min(self.config.embedding_pca, len(both) - 1, both.shape[1])
+                # the top right-singular vectors of the centred response embeddings (a PCA, without sklearn state)
+                self.embed_components_ = np.linalg.svd(both - self.embed_mean_, full_matrices=False)[2][:k]
+            project = (lambda x: (x - self.embed_mean_) @ self.embed_components_.T)
+            extra_a, extra_b, extra_pair = [project(ea)], [project(eb)], [project(ep)]
+        return PairFeatures(np.hstack([base.a, sim_pa, *extra_a]), np.hstack([base.b, sim_pb, *extra_b]),
+                            np.hstack([base.pair, sim_ab, *extra_pair]), base.sparse_a, base.sparse_b)
+
+    def _extra_arrays(self) -> dict[str, np.ndarray]:
+        if self.config.embedding_columns != "pca":
+            return {}
+        return {"embed_mean": self.embed_mean_, "embed_components": self.embed_components_}
+
+    def _load_extra_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        if self.config.embedding_columns == "pca":
+            self.embed_mean_, self.embed_components_ = arrays["embed_mean"], arrays["embed_components"]

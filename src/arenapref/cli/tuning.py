@@ -7,7 +7,19 @@ from typing import List, Optional
 
 import typer
 
-from arenapref.cli.common import CONFIG_OPT, FORMAT_OPT, INPUTS_HELP, MODEL_OPT, SET_OPT, config_from, err, out, read, show_table, warn
+from arenapref.cli.common import (
+    CONFIG_OPT,
+    FORMAT_OPT,
+    INPUTS_HELP,
+    MODEL_OPT,
+    SET_OPT,
+    config_from,
+    err,
+    out,
+    read,
+    show_table,
+    warn,
+)
 
 
 def tune(

@@ -318,6 +318,7 @@ CONFIG_YAML = """\
 model:
   family: features
   n_estimators: 25
+  early_stopping_rounds: 0
   tfidf_max_features: 1500
   svd_components: 6
   n_jobs: 1
@@ -329,6 +330,7 @@ CONFIG_TOML = """\
 [model]
 family = "features"
 n_estimators = 25
+early_stopping_rounds = 0
 tfidf_max_features = 1500
 svd_components = 6
 n_jobs = 1
@@ -345,7 +347,7 @@ def test_config_file_loads_and_set_overrides_it(runner, pandalm_subset, in_tmp, 
     assert result.exit_code == 0, result.output
     model = load_model(in_tmp / "from-file")
     assert (model.config.n_estimators, model.config.tfidf_max_features, model.config.svd_components) == (25, 1500, 6)
-    assert model.booster_.current_iteration() == 25
+    assert model.booster_.current_iteration() == 25 and model.config.early_stopping_rounds == 0
     run = RunConfig.model_validate(yaml.safe_load((in_tmp / "from-file" / "run.yaml").read_text()))
     assert run.folds.n_splits == 3
 

@@ -13,7 +13,12 @@ import pytest
 from arenapref.config import FeaturesConfig
 from arenapref.models import build_model, load_model
 from arenapref.models.base import MODEL_FILE
-from arenapref.text.features import FEATURE_GROUPS, featurize, pair_feature_names, response_feature_names
+from arenapref.text.features import (
+    FEATURE_GROUPS,
+    featurize,
+    pair_feature_names,
+    response_feature_names,
+)
 
 ALL_GROUPS = list(FEATURE_GROUPS)
 

@@ -17,7 +17,7 @@ from arenapref.models import load_model
 
 pytest.importorskip("optuna")
 
-SMALL = {"n_estimators": 20, "tfidf_max_features": 1500, "svd_components": 6, "n_jobs": 1}
+SMALL = {"n_estimators": 20, "early_stopping_rounds": 0, "tfidf_max_features": 1500, "svd_components": 6, "n_jobs": 1}
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,9 @@ class FeaturesConfig(SwapFields):
     family: Literal["features"] = "features"
     tfidf_max_features: int = Field(30000, ge=1)
     svd_components: int = Field(24, ge=1)
-    n_estimators: int = Field(300, ge=1)
+    # The defaults of the text columns and the boosting rounds were chosen by scripts/bench_features.py (BENCHMARKS.md,
+    # "The strongest CPU model"): 0.2.0 ran a fixed 300 rounds without the optional feature groups.
+    n_estimators: int = Field(2000, ge=1, description="boosting rounds; with early_stopping_rounds, the ceiling")
     learning_rate: float = Field(0.03, gt=0)
     num_leaves: int = Field(15, ge=2)
     min_child_samples: int = Field(30, ge=1)
@@ -148,8 +150,10 @@ class FeaturesConfig(SwapFields):
                                        "null: as the training pool")
     # what the text becomes (text/features.py, models/features.py)
     feature_groups: list[Literal["length", "readability", "structure", "style", "turns", "symmetric"]] = Field(
-        default_factory=list, description="optional hand-feature groups on top of the basic ones (text/features.py): "
-        "length, readability, structure, style, turns, symmetric")
+        default_factory=lambda: ["readability", "structure", "turns"], description="optional hand-feature groups on top "
+        "of the basic ones (text/features.py): length, readability, structure, style, turns, symmetric. Default "
+        "readability, structure, turns: with early stopping, better than 0.2.0 on all four tie-bearing sets; length, "
+        "style and symmetric made them worse")
     tfidf_ngram_max: int = Field(2, ge=1, le=6, description="word TF-IDF n-grams from 1 to this")
     tfidf_min_df: int = Field(2, ge=1, description="a term is kept if it occurs in at least this many texts")
     char_ngram_max: int = Field(0, ge=0, le=8, description="character TF-IDF n-grams (within words) from 2 to this; "
@@ -158,10 +162,11 @@ class FeaturesConfig(SwapFields):
     sparse_tfidf: bool = Field(False, description="also feed the TF-IDF columns of A and B (word and character) to "
                                "LightGBM as sparse columns, beside their SVD")
     # boosting rounds
-    early_stopping_rounds: int = Field(0, ge=0, description="stop when log loss on an inner validation split (prompts "
+    early_stopping_rounds: int = Field(50, ge=0, description="stop when log loss on an inner validation split (prompts "
                                        "held out of the training rows) has not improved for this many rounds, then "
                                        "refit on every row with the best count; n_estimators is the ceiling (0: "
-                                       "always n_estimators rounds)")
+                                       "always n_estimators rounds). Default 50: 0.2.0's fixed 300 rounds overfit "
+                                       "every tie-bearing set")
     validation_fraction: float = Field(0.2, gt=0, lt=1, description="share of training prompts held out for early "
                                        "stopping (with validation_folds 1)")
     validation_folds: int = Field(1, ge=1, le=10, description="1: early stopping on one held-out share of the "

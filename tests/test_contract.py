@@ -28,7 +28,7 @@ from arenapref.models.calibration import Calibrator
 
 FAMILIES = ["prior", "features", "embed", "transformer", "judge"]
 # the same checks for the optional settings that change what a family's columns are (BENCHMARKS.md, features)
-VARIANTS = ["features, every option", "embed, pca", "embed, similarity"]
+VARIANTS = ["features, every option", "embed, pca", "embed, raw"]
 FAMILIES += VARIANTS
 SEQUENCE = {"transformer", "judge"}
 
@@ -58,8 +58,8 @@ def configs(tmp_path_factory, tiny_checkpoints):
             feature_groups=["length", "readability", "structure", "style", "turns", "symmetric"]),
         "embed, pca": EmbedConfig(n_estimators=30, tfidf_max_features=2000, svd_components=6, n_jobs=1,
                                   cache_dir=str(root / "cache"), embedding_columns="pca", embedding_pca=4),
-        "embed, similarity": EmbedConfig(n_estimators=30, tfidf_max_features=2000, svd_components=6, n_jobs=1,
-                                         cache_dir=str(root / "cache"), embedding_columns="similarity"),
+        "embed, raw": EmbedConfig(n_estimators=30, tfidf_max_features=2000, svd_components=6, n_jobs=1,
+                                  cache_dir=str(root / "cache"), embedding_columns="raw"),
         "transformer": TransformerConfig(model_path=str(tiny_checkpoints("llama")), finetune="full", max_length=64,
                                          checkpoint_dir=str(root / "ck-transformer"), **seq),
         "judge": JudgeConfig(model_path=str(lm), finetune="lora", lora_r=2, max_length=160, token_budget=4096,

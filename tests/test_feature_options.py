@@ -102,3 +102,14 @@ def test_a_model_saved_before_the_new_settings_loads_with_the_old_behaviour(rows
     for key, value in legacy.items():
         assert getattr(loaded.config, key) == value
     np.testing.assert_array_equal(loaded.predict_proba(test), before)
+
+
+def test_an_embed_config_saved_before_embedding_columns_keeps_every_raw_dimension():
+    from arenapref.config import EmbedConfig, model_config
+
+    old = EmbedConfig().model_dump()
+    for key in EmbedConfig.legacy_defaults:
+        old.pop(key)
+    config = model_config(old)
+    assert config.embedding_columns == "raw" and config.feature_groups == [] and config.early_stopping_rounds == 0
+    assert EmbedConfig().embedding_columns == "similarity"  # what a model trained today gets

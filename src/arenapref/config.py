@@ -188,9 +188,10 @@ class EmbedConfig(FeaturesConfig):
     cache_dir: str | None = Field(None, description="embedding cache; default $ARENAPREF_CACHE or ~/.cache/arenapref")
     feature_fraction: float = 0.4
     embedding_columns: Literal["raw", "pca", "similarity"] = Field(
-        "raw", description="what the model sees of the embeddings: raw (all 384 dimensions of A and of B), pca "
+        "similarity", description="what the model sees of the embeddings: raw (all 384 dimensions of A and of B), pca "
         "(embedding_pca components of A and of B and of the prompt, fitted on the training rows), similarity "
-        "(only prompt-A, prompt-B and A-B cosine similarities, which every choice has)")
+        "(only prompt-A, prompt-B and A-B cosine similarities, which every choice has). Default similarity: better "
+        "than features on all four tie-bearing sets, where raw (0.2.0) was better on one (BENCHMARKS.md)")
     embedding_pca: int = Field(16, ge=1, le=384, description="components kept with embedding_columns: pca")
 
     legacy_defaults: ClassVar[dict[str, Any]] = FeaturesConfig.legacy_defaults | {"embedding_columns": "raw"}

@@ -41,12 +41,11 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from benchblock import LoadSampler, machine_summary, replace_block  # noqa: E402
+from benchblock import LoadSampler, machine_summary, replace_block, shared_sets  # noqa: E402
 
 from arenapref.config import EmbedConfig, FeaturesConfig, RunConfig  # noqa: E402
 from arenapref.cv import cross_validate, score_targets  # noqa: E402
-from arenapref.data.io import read_pairs  # noqa: E402
-from arenapref.data.record import TIE, split_textless  # noqa: E402
+from arenapref.data.record import TIE  # noqa: E402
 from arenapref.metrics import accuracy, log_loss  # noqa: E402
 
 TIE_SETS = ("pandalm", "llmfao", "llmeval2", "tulu")
@@ -116,12 +115,7 @@ def make_config(family: str, settings: dict, n_jobs: int):
 
 
 def load(data: Path) -> dict[str, list]:
-    records, _ = read_pairs(data)
-    with_text, _ = split_textless(records)
-    sets: dict[str, list] = {}
-    for r in with_text:
-        if r.source not in LEFT_OUT:
-            sets.setdefault(r.source, []).append(r)
+    sets = shared_sets(data, LEFT_OUT)
     sets["pool"] = [r for s in TIE_SETS for r in sets[s]]
     return sets
 

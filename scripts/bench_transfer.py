@@ -49,12 +49,11 @@ from arenapref.adapt import adapt_prior, shift_to_tie_rate  # noqa: E402
 from arenapref.config import FeaturesConfig  # noqa: E402
 from arenapref.cv import score_targets  # noqa: E402
 from arenapref.data.folds import GroupedFolds  # noqa: E402
-from arenapref.data.io import read_pairs  # noqa: E402
 from arenapref.data.overlap import find_overlaps, pair_key  # noqa: E402
-from arenapref.data.record import TIE, split_textless, targets  # noqa: E402
+from arenapref.data.record import TIE, targets  # noqa: E402
 from arenapref.metrics import accuracy, log_loss, prior, uniform  # noqa: E402
 from arenapref.models import build_model  # noqa: E402
-from benchblock import machine_summary, replace_block  # noqa: E402  (scripts/ is on sys.path when a script runs)
+from benchblock import machine_summary, replace_block, shared_sets  # noqa: E402  (scripts/ is on sys.path when a script runs)
 from benchmark import LoadSampler  # noqa: E402
 
 TIE_SETS = ("pandalm", "llmfao", "llmeval2", "tulu")
@@ -98,13 +97,7 @@ def label(source: tuple) -> str:
 
 # --- data ------------------------------------------------------------------------------------------------------
 def load(data: Path) -> dict[str, list]:
-    records, _ = read_pairs(data)
-    with_text, _ = split_textless(records)
-    sets: dict[str, list] = {}
-    for r in with_text:
-        if r.source not in LEFT_OUT:
-            sets.setdefault(r.source, []).append(r)
-    return dict(sorted(sets.items()))
+    return shared_sets(data, LEFT_OUT)
 
 
 def keys(records) -> set[str]:

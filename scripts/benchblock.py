@@ -92,3 +92,18 @@ class LoadSampler:
         s = sorted(self.samples)
         mean, median = sum(s) / len(s), s[len(s) // 2]
         return (f"mean {mean:.2f}, median {median:.2f}, max {s[-1]:.2f} ({len(s)} samples every {self.every:.0f} s)")
+
+
+def shared_sets(data: Path, left_out: tuple[str, ...] = ()) -> dict:
+    """Every shared set with texts, by source name (sorted), less the sources in `left_out`; battle logs (no
+    texts) are dropped."""
+    from arenapref.data.io import read_pairs
+    from arenapref.data.record import split_textless
+
+    records, _ = read_pairs(data)
+    with_text, _ = split_textless(records)
+    sets: dict[str, list] = {}
+    for r in with_text:
+        if r.source not in left_out:
+            sets.setdefault(r.source, []).append(r)
+    return dict(sorted(sets.items()))

@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	# OMP_WAIT_POLICY=PASSIVE: two test workers share two cores; spinning OpenMP threads (LightGBM) slow each other ~10x
-	OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal
+	OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/benchmark.py

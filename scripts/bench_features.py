@@ -324,7 +324,7 @@ def main() -> None:
         results = json.loads(args.render.read_text())
     else:
         start = time.perf_counter()
-        sampler = LoadSampler().__enter__()
+        sampler = LoadSampler().start()
         sets = load(args.data)
         results = json.loads(args.json.read_text()) if args.json and args.json.exists() else {}
         if "screen" in args.sections:
@@ -339,7 +339,7 @@ def main() -> None:
 
             with tempfile.TemporaryDirectory() as tmp:
                 results["speed"] = speed(args.data, args.speed_rows, args.predict_rows, args.n_jobs, Path(tmp))
-        sampler.__exit__(None, None, None)
+        sampler.stop()
         runs = results.get("meta", {}).get("runs", [])
         results["meta"] = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                            "machine": machine_summary(), "load": sampler.summary(), "n_jobs": args.n_jobs,

@@ -53,8 +53,7 @@ from arenapref.data.overlap import find_overlaps, pair_key  # noqa: E402
 from arenapref.data.record import TIE, targets  # noqa: E402
 from arenapref.metrics import accuracy, log_loss, prior, uniform  # noqa: E402
 from arenapref.models import build_model  # noqa: E402
-from benchblock import machine_summary, replace_block, shared_sets  # noqa: E402  (scripts/ is on sys.path when a script runs)
-from benchmark import LoadSampler  # noqa: E402
+from benchblock import LoadSampler, machine_summary, replace_block, shared_sets  # noqa: E402  (scripts/ is on sys.path when a script runs)
 
 TIE_SETS = ("pandalm", "llmfao", "llmeval2", "tulu")
 NAMES = {"pandalm": "PandaLM", "llmfao": "LLMFAO", "llmeval2": "LLMEval2", "tulu": "Tulu", "hh-rlhf": "hh-rlhf",

@@ -79,19 +79,27 @@ class LoadSampler:
                 self.samples.append(value)
             self._stop.wait(self.every)
 
-    def __enter__(self) -> "LoadSampler":
+    def start(self) -> "LoadSampler":
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
         self._stop.set()
 
+    def __enter__(self) -> "LoadSampler":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def summary(self) -> str:
+        import statistics
+
         if not self.samples:
             return "not measured"
-        s = sorted(self.samples)
-        mean, median = sum(s) / len(s), s[len(s) // 2]
-        return (f"mean {mean:.2f}, median {median:.2f}, max {s[-1]:.2f} ({len(s)} samples every {self.every:.0f} s)")
+        s = self.samples
+        return (f"mean {statistics.fmean(s):.2f}, median {statistics.median(s):.2f}, max {max(s):.2f} ({len(s)} samples "
+                f"every {self.every:.0f} s)")
 
 
 def shared_sets(data: Path, left_out: tuple[str, ...] = ()) -> dict:

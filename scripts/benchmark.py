@@ -36,7 +36,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-from benchblock import cpu_name, has_block, ram_gib, replace_block  # scripts/ is on sys.path when a script runs
+from benchblock import LoadSampler, cpu_name, has_block, ram_gib, replace_block  # scripts/ is on sys.path when a script runs
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- cpu-models:start -->", "<!-- cpu-models:end -->"
@@ -59,45 +59,6 @@ Data: `../shared/data` (see its README.md). Log loss is the mean multi-class log
 labels (lower is better; uniform = ln 3 = 1.0986); accuracy is argmax agreement.
 
 """
-
-
-class LoadSampler:
-    """Samples the 1-minute load average every `every` seconds in a thread, to report how busy the machine was
-    (other processes competing for the cores slow LightGBM's OpenMP threads down a lot)."""
-
-    def __init__(self, every: float = 15.0):
-        import threading
-
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
-
-    @staticmethod
-    def read() -> float | None:
-        try:
-            return float(open("/proc/loadavg").read().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def _run(self, every: float) -> None:
-        while not self._stop.is_set():
-            v = self.read()
-            if v is not None:
-                self.samples.append(v)
-            self._stop.wait(every)
-
-    def start(self) -> "LoadSampler":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def summary(self) -> str:
-        if not self.samples:
-            return "not measured"
-        a = np.asarray(self.samples)
-        return f"mean {a.mean():.2f}, median {np.median(a):.2f}, max {a.max():.2f} ({len(a)} samples every 15 s)"
 
 
 def log(msg: str) -> None:

@@ -6,6 +6,7 @@ Real data lives read-only outside the repository, in `../shared/data` relative t
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -40,6 +41,19 @@ def pandalm_records(shared_data) -> tuple:
 
     records, _ = read_pairs(shared_data / "pandalm")
     return tuple(records)
+
+
+@pytest.fixture(scope="session")
+def write_pandalm(shared_data):
+    """write_pandalm(path, stop, start=0): raw PandaLM rows [start:stop] (soft labels from three annotators)
+    written as a PandaLM JSON file at `path`, for tests that go through a command line; returns `path`."""
+    rows = json.loads((shared_data / "pandalm" / "testset-v1.json").read_text(encoding="utf-8"))
+
+    def write(path: Path, stop: int, start: int = 0) -> Path:
+        path.write_text(json.dumps(rows[start:stop]), encoding="utf-8")
+        return path
+
+    return write
 
 
 @pytest.fixture(scope="session")

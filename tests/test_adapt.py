@@ -8,8 +8,6 @@ Real data: LLMEval2 (hard labels, 19% ties) subsampled to known tie rates, Panda
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,12 +127,11 @@ def test_a_model_that_never_saw_a_tie_is_warned(llmbar_records):
 
 
 @pytest.fixture(scope="module")
-def cli_model(shared_data, tmp_path_factory):
+def cli_model(write_pandalm, tmp_path_factory):
     """A small features model trained through the CLI on 300 PandaLM rows, and 200 other rows as a test file."""
     root = tmp_path_factory.mktemp("adapt-cli")
-    rows = json.loads((shared_data / "pandalm" / "testset-v1.json").read_text(encoding="utf-8"))
-    (root / "train.json").write_text(json.dumps(rows[:300]), encoding="utf-8")
-    (root / "test.json").write_text(json.dumps(rows[300:500]), encoding="utf-8")
+    write_pandalm(root / "train.json", 300)
+    write_pandalm(root / "test.json", 500, start=300)
     result = CliRunner().invoke(app, ["train", str(root / "train.json"), "-o", str(root / "model"), "--set",
                                       "model.n_estimators=30", "--set", "model.tfidf_max_features=2000", "--set",
                                       "model.svd_components=8", "--set", "model.n_jobs=1"])

@@ -58,12 +58,9 @@ def assert_clean_failure(result, code=None):
 
 
 @pytest.fixture
-def pandalm_subset(shared_data, tmp_path):
+def pandalm_subset(write_pandalm, tmp_path):
     """The first 240 raw PandaLM rows, written as a PandaLM JSON file in tmp_path."""
-    rows = json.loads((shared_data / "pandalm" / "testset-v1.json").read_text(encoding="utf-8"))[:240]
-    path = tmp_path / "pandalm-subset.json"
-    path.write_text(json.dumps(rows), encoding="utf-8")
-    return path
+    return write_pandalm(tmp_path / "pandalm-subset.json", 240)
 
 
 @pytest.fixture

@@ -29,12 +29,9 @@ def invoke(*args):
 
 
 @pytest.fixture
-def subset(shared_data, tmp_path):
+def subset(write_pandalm, tmp_path):
     """300 raw PandaLM rows (three annotators each), as a PandaLM file."""
-    rows = json.loads((shared_data / "pandalm" / "testset-v1.json").read_text(encoding="utf-8"))[:300]
-    path = tmp_path / "pandalm-300.json"
-    path.write_text(json.dumps(rows), encoding="utf-8")
-    return path
+    return write_pandalm(tmp_path / "pandalm-300.json", 300)
 
 
 def test_cv_oof_soft_labels_train_a_student(subset, tmp_path):

@@ -57,12 +57,9 @@ def private_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def pandalm_40(shared_data, tmp_path) -> Path:
+def pandalm_40(write_pandalm, tmp_path) -> Path:
     """The first 40 raw PandaLM rows (soft labels from three annotators), as a PandaLM JSON file."""
-    rows = json.loads((shared_data / "pandalm" / "testset-v1.json").read_text(encoding="utf-8"))[:40]
-    path = tmp_path / "pandalm-40.json"
-    path.write_text(json.dumps(rows), encoding="utf-8")
-    return path
+    return write_pandalm(tmp_path / "pandalm-40.json", 40)
 
 
 def invoke(*args):

@@ -3,8 +3,6 @@ folds of real rows, bounded by trials and by time, whose best config `--config` 
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import pytest
 import yaml
@@ -66,10 +64,9 @@ def test_tune_refuses_families_without_boosting(rows):
         tune(rows, load_run_config(model="prior"), trials=1)
 
 
-def test_cli_tune_then_train_with_its_config(shared_data, tmp_path, monkeypatch):
+def test_cli_tune_then_train_with_its_config(write_pandalm, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    data = tmp_path / "pandalm.json"
-    data.write_text(json.dumps(json.loads((shared_data / "pandalm" / "testset-v1.json").read_text())[:160]))
+    data = write_pandalm(tmp_path / "pandalm.json", 160)
     runner = CliRunner()
     sets = [a for k, v in SMALL.items() for a in ("--set", f"model.{k}={v}")]
     result = runner.invoke(app, ["tune", str(data), "--trials", "2", "--folds", "2", "-o", "tuned", *sets])

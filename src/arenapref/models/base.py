@@ -125,10 +125,10 @@ class PairModel(ABC):
         records = list(records)
         if not records:
             raise UsageError("cannot fit on zero rows")
-        targets(records)  # names the first unlabelled row, if any
+        y = targets(records)  # names the first unlabelled row, if any, before any training starts
         self._fit(records, progress, **options)
         self.n_train_ = len(records)
-        self.train_prior_ = prior(targets(records), 1, weights=self.training_weights(records))[0]
+        self.train_prior_ = prior(y, 1, weights=self.training_weights(records))[0]
         self.train_sources_ = dict(sorted(Counter(r.source for r in records).items()))
         return self
 
